@@ -1,0 +1,3 @@
+from neurofm.cli import main
+
+main()

@@ -1,0 +1,19 @@
+"""One error type for bad input, so the CLI can print one line and exit non-zero.
+
+Every message names the offending file (or object) and the problem, e.g.
+``NeuroFMError(path, "4D image where a 3D volume is expected")`` renders as
+``sub-01/flair.nii.gz: 4D image where a 3D volume is expected``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NeuroFMError(Exception):
+    """Bad input or a refused operation; carries where it happened and what went wrong."""
+
+    def __init__(self, where: str | Path | None, problem: str) -> None:
+        self.where = str(where) if where is not None else None
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}" if self.where else problem)

@@ -1,0 +1,1 @@
+"""Reading and writing real MRI data: NIfTI, dataset layouts, DICOM."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny random volumes written as real NIfTI files (TorchIO-style)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def write_nifti(tmp_path: Path) -> Callable[..., Path]:
+    """Write an array as NIfTI under tmp_path; returns the path."""
+
+    def _write(name: str, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aff = np.diag([2.0, 2.0, 3.0, 1.0]) if affine is None else affine
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), aff), str(path))
+        return path
+
+    return _write
