@@ -1,0 +1,1 @@
+"""Training machinery shared by pretraining and finetuning: checkpoints, DDP, the step loop."""

@@ -1,0 +1,128 @@
+"""The shared training loop: determinism, resume after a crash, checkpoints, early stopping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from neurofm.errors import NeuroFMError
+from neurofm.train.checkpoint import load_config, load_weights, save_checkpoint
+from neurofm.train.distributed import DistInfo
+from neurofm.train.loop import LoopConfig, train
+from neurofm.train.runlog import read_log
+
+SINGLE = DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+def toy_batches(seed: int, batch: int = 8) -> callable:
+    """Batches that are a pure function of (seed, step): what resume relies on."""
+
+    def make(start: int) -> Iterator[dict[str, torch.Tensor]]:
+        step = start
+        while True:
+            g = torch.Generator().manual_seed(seed * 100_003 + step)
+            x = torch.randn(batch, 4, generator=g)
+            yield {"x": x, "y": x.sum(dim=1, keepdim=True) * 0.5}
+            step += 1
+
+    return make
+
+
+def mse_step(model: nn.Module, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    noise = torch.randn(batch["x"].shape, generator=gen) * 0.01
+    pred = model(batch["x"] + noise)
+    return nn.functional.mse_loss(pred, batch["y"]), {}
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def cfg(**kw) -> LoopConfig:
+    base = {"steps": 30, "lr": 1e-2, "checkpoint_every": 10, "log_every": 5, "seed": 3}
+    return LoopConfig(**{**base, **kw})
+
+
+def test_loop_learns_and_is_deterministic(tmp_path: Path) -> None:
+    results = []
+    for name in ("a", "b"):
+        model = make_model()
+        res = train(model, mse_step, toy_batches(1), cfg(), tmp_path / name, {}, SINGLE)
+        results.append((res, model.state_dict()))
+    (r1, w1), (r2, w2) = results
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=0, atol=0)
+    rows = read_log(tmp_path / "a", "train")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert 0.0 <= r1.data_wait_fraction < 1.0
+
+
+def test_resume_after_crash_matches_uninterrupted(tmp_path: Path) -> None:
+    full = make_model()
+    train(full, mse_step, toy_batches(2), cfg(), tmp_path / "full", {}, SINGLE)
+
+    calls = {"n": 0}
+
+    def crashing(model: nn.Module, batch: dict, gen: torch.Generator) -> tuple:
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise RuntimeError("simulated crash")
+        return mse_step(model, batch, gen)
+
+    run = tmp_path / "crashed"
+    with pytest.raises(RuntimeError):
+        train(make_model(), crashing, toy_batches(2), cfg(), run, {"name": "x"}, SINGLE)
+    assert json.loads((run / "checkpoints/last/config.json").read_text())["step"] == 20
+    resumed = make_model()
+    res = train(resumed, mse_step, toy_batches(2), cfg(), run, {}, SINGLE, resume=True)
+    assert res.steps == 30
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    steps = [r["step"] for r in read_log(run, "train")]
+    assert steps == sorted(set(steps)), "resumed log must not repeat steps"
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
+    scores = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"val_loss": next(scores)}
+
+    c = cfg(steps=60, eval_every=5, monitor="val_loss", patience=3)
+    res = train(make_model(), mse_step, toy_batches(3), c, tmp_path, {}, SINGLE, evaluate=evaluate)
+    assert res.stopped_early and res.steps == 25
+    assert res.best_step == 10 and res.best["val_loss"] == 2.0
+    assert load_config(tmp_path / "checkpoints/best")["step"] == 10
+
+
+def test_checkpoint_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "ck"
+    save_checkpoint(folder, {"w": torch.ones(3)}, {"v": 1})
+    import neurofm.train.checkpoint as ck
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(folder, {"w": torch.zeros(3)}, {"v": 2})
+    assert load_config(folder)["v"] == 1
+    torch.testing.assert_close(load_weights(folder)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path) -> None:
+    folder = save_checkpoint(tmp_path / "ck", {"w": torch.ones(3)}, {"v": 1})
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(NeuroFMError, match="corrupt checkpoint weights"):
+        load_weights(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(NeuroFMError, match="corrupt checkpoint config"):
+        load_config(folder)
