@@ -55,7 +55,7 @@ def test_loop_learns_and_is_deterministic(tmp_path: Path) -> None:
         model = make_model()
         res = train(model, mse_step, toy_batches(1), cfg(), tmp_path / name, {}, SINGLE)
         results.append((res, model.state_dict()))
-    (r1, w1), (r2, w2) = results
+    (r1, w1), (_r2, w2) = results
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=0, atol=0)
     rows = read_log(tmp_path / "a", "train")
