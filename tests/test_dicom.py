@@ -141,12 +141,17 @@ def test_scan_groups_series_and_splits_b_values(tmp_path: Path, rng: np.random.G
     assert ".dcm" in str(info.value)
 
 
-def test_b_value_from_siemens_sequence_name() -> None:
+def test_b_value_from_vendor_tags() -> None:
     ds = pydicom.Dataset()
-    ds.SequenceName = "*ep_b1000t"
+    ds.SequenceName = "*ep_b1000t"  # Siemens sequence name
     assert diffusion_b_value(ds) == 1000.0
     ds.SequenceName = "*tfl3d1"
     assert diffusion_b_value(ds) is None
+    ds.add_new(0x0019100C, "UN", b"800 ")  # Siemens B_value, unparsed private tag
+    assert diffusion_b_value(ds) == 800.0
+    ge = pydicom.Dataset()
+    ge.add_new(0x00431039, "IS", ["1000001000", "8", "0", "0"])  # GE adds 1e9
+    assert diffusion_b_value(ge) == 1000.0
 
 
 def _series(tmp_path: Path, rng: np.random.Generator, n: int = 5) -> list[Path]:

@@ -17,6 +17,14 @@ from neurofm.io.naming import sequence_from_series
 
 SHAPE = (4, 5, 3)
 WriteNifti = Callable[..., Path]
+PLAIN_FILES = (
+    "T1w.nii.gz",
+    "FLAIR.nii",
+    "DWI.nii.gz",
+    "ADC.nii.gz",
+    "T2star.nii.gz",
+    "label.nii.gz",
+)
 
 
 def _vol(value: float) -> np.ndarray:
@@ -89,14 +97,7 @@ def test_two_files_for_one_sequence_is_an_error(write_nifti: WriteNifti, tmp_pat
 
 
 def test_plain_folder_with_aliases(write_nifti: WriteNifti, tmp_path: Path) -> None:
-    _tree(
-        write_nifti,
-        [
-            f"case7/{name}"
-            for name in ("T1w.nii.gz", "FLAIR.nii", "DWI.nii.gz", "ADC.nii.gz", "T2star.nii.gz")
-            + ("label.nii.gz", "brain_mask.nii.gz")
-        ],
-    )
+    _tree(write_nifti, [f"case7/{name}" for name in (*PLAIN_FILES, "brain_mask.nii.gz")])
     (tmp_path / "case7/labels.csv").write_text("case,site\n")
     sessions = discover(tmp_path / "case7")
     assert len(sessions) == 1

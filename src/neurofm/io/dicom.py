@@ -1,13 +1,16 @@
 """DICOM MR series in and out, in neurofm's in-memory convention (float32 RAS+ plus affine).
 
-Reading leans on libraries: pydicom parses files, highdicom
-(:func:`highdicom.get_volume_from_series`) sorts slices along the slice normal, checks regular
-spacing and perpendicular stacking, applies RescaleSlope/Intercept and builds the LPS affine, and
-nibabel reorients to RAS+ exactly as :func:`neurofm.io.nifti.load_nifti` does. Hand-written here:
-per-file checks so every error names the offending file (the libraries raise bare ValueErrors),
-diffusion b-values from vendor tags (no library reads them), and the writer: neither highdicom
-(segmentations, SR, secondary capture, legacy multi-frame only) nor nibabel.nicom (read-only)
-creates single-frame MR Image Storage series.
+Reading leans on libraries: pydicom parses files and applies RescaleSlope/Intercept (or a modality
+LUT); highdicom (:func:`highdicom.spatial.get_series_volume_positions`,
+:meth:`highdicom.Volume.from_attributes`) sorts slices along the slice normal, checks regular
+spacing and perpendicular stacking and builds the LPS affine; nibabel reorients to RAS+ exactly
+as :func:`neurofm.io.nifti.load_nifti` does. (:func:`highdicom.get_volume_from_series` does all
+of it in one call but spends ~10 ms per slice on IOD lookups, so its building blocks are used.)
+
+Hand-written here: per-file checks so every error names the offending file (the libraries raise
+bare ValueErrors), diffusion b-values from vendor tags (no library reads them), and the writer:
+neither highdicom (segmentations, SR, secondary capture, legacy multi-frame only) nor
+nibabel.nicom (read-only) creates single-frame MR Image Storage series.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from neurofm.errors import NeuroFMError
@@ -161,12 +165,10 @@ def _read_image(path: Path) -> Dataset:
     missing = [k for k in _GEOMETRY if k not in ds]
     if missing:
         raise NeuroFMError(path, f"DICOM image lacks {', '.join(missing)} (no patient geometry)")
-    if "FrameOfReferenceUID" not in ds:  # dropped by some anonymisers; geometry does not need it
-        ds.FrameOfReferenceUID = str(ds.get("StudyInstanceUID") or "1.2.826.0.1")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise NeuroFMError(path, f"colour DICOM ({ds.SamplesPerPixel} samples per pixel)")
     try:
-        ds.pixel_array  # decoded once here, cached by pydicom for highdicom below  # noqa: B018
+        ds.pixel_array  # decoded once here, cached by pydicom for the stacking below  # noqa: B018
     except Exception as exc:
         raise NeuroFMError(
             path, f"pixel data cannot be decoded ({type(exc).__name__}: {exc})"
@@ -234,26 +236,25 @@ def read_dicom_series(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarr
         raise NeuroFMError(None, "empty DICOM series (no files)")
     datasets = [_read_image(p) for p in paths]
     _check_consistent(paths, datasets)
+    first = datasets[0]
     if len(datasets) > 1:
-        spacing, _ = hd.spatial.get_series_volume_positions(datasets)
-        if spacing is None:
+        spacing, index = hd.spatial.get_series_volume_positions(datasets)
+        if spacing is None or index is None:
             raise _explain_irregular(paths, datasets)
-    try:
-        vol = hd.get_volume_from_series(
-            datasets,
-            dtype=np.float32,
-            apply_real_world_transform=False,
-            apply_voi_transform=False,
-            apply_presentation_lut=False,
-        )
-    except (ValueError, AttributeError, KeyError) as exc:
-        raise NeuroFMError(paths[0].parent, f"cannot assemble DICOM series: {exc}") from exc
-    affine_lps = np.array(vol.affine, dtype=np.float64)  # (slice, row, column) -> LPS
-    if len(datasets) == 1:
-        ds = datasets[0]
-        depth = float(ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 1.0)
-        affine_lps[:3, 0] *= depth / np.linalg.norm(affine_lps[:3, 0])
-    img = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(vol.array), _LPS_TO_RAS @ affine_lps))
+        datasets = [datasets[index.index(i)] for i in range(len(datasets))]
+    else:
+        spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+    array = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in datasets])
+    vol = hd.Volume.from_attributes(
+        array=array.astype(np.float32),
+        image_position=datasets[0].ImagePositionPatient,
+        image_orientation=first.ImageOrientationPatient,
+        pixel_spacing=first.PixelSpacing,
+        spacing_between_slices=spacing,
+        coordinate_system="PATIENT",
+    )
+    affine_lps = np.asarray(vol.affine, dtype=np.float64)  # (slice, row, column) -> LPS
+    img = nib.as_closest_canonical(nib.Nifti1Image(vol.array, _LPS_TO_RAS @ affine_lps))
     data = np.asarray(img.dataobj, dtype=np.float32)
     if not np.isfinite(data).all():
         raise NeuroFMError(paths[0].parent, "DICOM series has NaN/Inf values after rescaling")
