@@ -184,7 +184,7 @@ def _bids_sequence(path: Path, datatype: str) -> tuple[str | None, str]:
     if entities.get("part", "mag").lower() not in ("mag", "magnitude"):
         return None, f"part-{entities['part']} image"
     if datatype == "dwi":
-        if suffix.lower() in ("sbref", "bval", "bvec"):
+        if suffix.lower() == "sbref":
             return None, "single-band reference"
         for key in _BIDS_DWI_ENTITIES:
             named = try_normalise_sequence(entities.get(key, ""))
