@@ -1,0 +1,87 @@
+"""Task models: the shared encoder plus one head per task kind (DESIGN.md §1).
+
+* classification -> one logit per case, shape ``(B,)`` (apply a sigmoid for a probability);
+* regression -> one value per case, shape ``(B,)``;
+* segmentation -> the U-Net decoder + a 1x1x1 conv, a one-channel logit map ``(B, 1, X, Y, Z)``.
+
+Scalar heads read the global-average-pooled bottleneck (:meth:`TaskModel.embed`), the same
+embedding that probes and deployment monitoring use. ``backbone.out_channels`` is ignored here:
+every task outputs one channel.
+"""
+
+from __future__ import annotations
+
+from monai.networks.layers.utils import get_act_layer
+from torch import Tensor, nn
+
+from neurofm.models.blocks import act_spec
+from neurofm.models.config import Activation, HeadKind, TaskModelConfig
+from neurofm.models.unet import Decoder, Encoder, global_pool
+
+
+class PooledHead(nn.Module):
+    """Linear or one-hidden-layer MLP from a pooled embedding to one number per case."""
+
+    def __init__(
+        self, in_dim: int, kind: HeadKind, hidden: int, dropout: float, activation: Activation
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+        if kind == "mlp":
+            layers += [nn.Linear(in_dim, hidden), get_act_layer(act_spec(activation))]
+            in_dim = hidden
+        layers.append(nn.Linear(in_dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        out: Tensor = self.net(embedding).squeeze(-1)
+        return out
+
+
+class TaskModel(nn.Module):
+    """Encoder (+ decoder for segmentation) + head, built from a :class:`TaskModelConfig`.
+
+    Parameter names: ``encoder.*`` (adapters under ``encoder.adapters.*``), ``decoder.*``
+    (segmentation only), ``head.*`` — :func:`~neurofm.models.channels.load_encoder_weights` and
+    :func:`~neurofm.models.adapters.configure_trainable` rely on them.
+    """
+
+    def __init__(self, cfg: TaskModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        bb = cfg.backbone
+        self.encoder = Encoder(bb, adapter_rank=cfg.adapter_rank)
+        self.encoder_frozen = False
+        self.decoder: Decoder | None
+        self.head: nn.Module
+        if cfg.kind == "segmentation":
+            self.decoder = Decoder(bb)
+            self.head = nn.Conv3d(bb.features[0], 1, kernel_size=1)
+        else:
+            self.decoder = None
+            self.head = PooledHead(
+                bb.embed_dim, cfg.head, cfg.head_hidden, cfg.head_dropout, bb.activation
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.encoder(x)
+        if self.decoder is not None:
+            out: Tensor = self.head(self.decoder(features))
+            return out
+        pooled: Tensor = self.head(global_pool(features[-1]))
+        return pooled
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Global-average-pooled bottleneck, ``(B, features[-1])``."""
+        return global_pool(self.encoder(x)[-1])
+
+    def train(self, mode: bool = True) -> TaskModel:
+        """Like ``nn.Module.train`` but a frozen encoder stays in eval mode.
+
+        Keeps pretrained normalisation statistics fixed (matters for ``norm="batch"``) when
+        :func:`~neurofm.models.adapters.configure_trainable` froze the encoder.
+        """
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.train(False)
+        return self
