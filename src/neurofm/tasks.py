@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ class TaskSpec:
     def n_channels(self) -> int:
         return len(self.required) + len(self.one_of)
 
-    def select(self, available: set[str] | dict[str, object], where: str = "") -> list[str]:
+    def select(self, available: Collection[str], where: str = "") -> list[str]:
         """Pick the input sequences (in channel order) from those available in a case."""
         have = set(available)
         missing = [s for s in self.required if s not in have]

@@ -192,8 +192,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            for k, v in {"loss": float(loss.detach()), **logs}.items():
-                window.setdefault(k, []).append(v)
+            for k, v in {"loss": loss.detach(), **logs}.items():
+                window.setdefault(k, []).append(float(v))
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 means = {k: all_reduce_mean(float(np.mean(v)), dist) for k, v in window.items()}
