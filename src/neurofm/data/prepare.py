@@ -1,0 +1,373 @@
+"""`neurofm prepare`: turn a source tree into the chunked cache, once, safely.
+
+Sources:
+
+- a benchmark / task-data root (``pretrain/`` and/or ``<task>/<split>/`` with ``labels.csv``,
+  DESIGN.md §9), a single ``<task>`` folder or a single ``<task>/<split>`` folder: the destination
+  mirrors it (``DST/pretrain``, ``DST/<task>/<split>``), carrying sites, labels, ages and masks;
+- any layout :func:`neurofm.io.layouts.discover` reads (FOMO60K, BIDS, plain NIfTI, DICOM):
+  all sessions go to ``DST/<subset>`` (default ``pretrain``).
+
+Guarantees:
+
+- **Atomic per case**: a case is written into ``<case>.tmp-<pid>`` and moved into place with
+  ``os.replace``; a killed run leaves no half case, and leftovers are removed by the next run.
+- **Idempotent and resumable**: every case records a fingerprint (sha256 of its source files,
+  its site/label/age, the preprocessing parameters and the neurofm version); a case whose
+  fingerprint is unchanged is not redone, so a re-run after ``kill -9`` continues where it stopped.
+  File hashes are reused while a file's size and mtime are unchanged, so a no-op run only stats.
+- **Bad input never costs prepared data**: the first bad file stops the run with a one-line
+  :class:`~neurofm.errors.NeuroFMError`; finished cases stay, and ``manifest.json`` (written
+  atomically) is only replaced after a subset finished without error, so it always describes a
+  complete, consistent set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from neurofm import __version__
+from neurofm.data.cache import (
+    PreparedCase,
+    clean_stale,
+    commit_case_dir,
+    read_meta,
+    write_case,
+    write_manifest,
+    write_meta,
+)
+from neurofm.data.preprocess import PreprocessParams, preprocess
+from neurofm.errors import NeuroFMError
+from neurofm.io.dicom import DicomSeries
+from neurofm.io.layouts import Session, discover, load_session
+from neurofm.io.nifti import load_nifti
+from neurofm.io.splits import list_splits, read_split
+from neurofm.sequences import CANONICAL
+from neurofm.tasks import TASKS, get_task
+
+
+@dataclass
+class CaseJob:
+    """One case to prepare: where its sequences are, and what is known about it."""
+
+    case_id: str
+    session: Session
+    mask: Path | None = None
+    site: str | None = None
+    label: float | None = None
+    age: float | None = None
+    task: str | None = None
+
+    @property
+    def channels(self) -> list[str]:
+        """Stored channel order: a task's inputs in its order first, then canonical order."""
+        first = get_task(self.task).select(self.session.sequences) if self.task else []
+        rest = sorted(set(self.session.sequences) - set(first), key=CANONICAL.index)
+        return first + rest
+
+    def files(self) -> list[Path]:
+        """Every source file, in a fixed order (sequences in channel order, then the mask)."""
+        out: list[Path] = []
+        for name in self.channels:
+            src = self.session.sequences[name]
+            out.extend(sorted(src.files) if isinstance(src, DicomSeries) else [src])
+        return out + ([self.mask] if self.mask is not None else [])
+
+
+@dataclass
+class Subset:
+    """Cases that go to one destination folder (``DST/<name>``)."""
+
+    name: str
+    task: str | None
+    jobs: list[CaseJob]
+
+
+@dataclass
+class SubsetReport:
+    name: str
+    cases: int = 0
+    prepared: int = 0
+    reused: int = 0
+    orphans: list[str] = field(default_factory=list)
+
+
+def _is_split_dir(path: Path) -> bool:
+    return (path / "labels.csv").is_file() and path.parent.name in TASKS
+
+
+def _task_subsets(task_dir: Path, prefix: str) -> Iterator[Subset]:
+    task = task_dir.name
+    for split in list_splits(task_dir):
+        yield _split_subset(task_dir / split, task, f"{prefix}{split}")
+
+
+def _split_subset(split_dir: Path, task: str, name: str) -> Subset:
+    # training splits must be complete; test splits may lack targets (prediction input)
+    require = split_dir.name.split("_", 1)[0] in ("train", "val")
+    jobs = [
+        CaseJob(
+            case_id=c.case_id,
+            session=Session(c.case_id, "", dict(c.sequences), "task", c.folder),
+            mask=c.mask,
+            site=c.site or None,
+            label=c.label,
+            age=c.age,
+            task=task,
+        )
+        for c in read_split(split_dir, task, require_targets=require)
+    ]
+    return Subset(name, task, jobs)
+
+
+def _session_subset(root: Path, name: str, layout: str | None = None) -> Subset:
+    jobs = [CaseJob(s.uid, s) for s in discover(root, layout)]
+    return Subset(name, None, jobs)
+
+
+def plan(src: str | Path, subset: str = "pretrain") -> list[Subset]:
+    """Find what to prepare under ``src``; bad layouts, names and CSVs fail here, before any work.
+
+    ``subset`` names the destination folder for layouts without task structure.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise NeuroFMError(src, "source folder does not exist")
+    if _is_split_dir(src):
+        return [_split_subset(src, src.parent.name, "")]
+    if src.name in TASKS:
+        return list(_task_subsets(src, ""))
+    task_dirs = sorted(d for d in src.iterdir() if d.is_dir() and d.name in TASKS)
+    if (src / "pretrain").is_dir() or task_dirs:
+        subsets = []
+        if (src / "pretrain").is_dir():
+            subsets.append(_session_subset(src / "pretrain", "pretrain", "fomo60k"))
+        for d in task_dirs:
+            subsets.extend(_task_subsets(d, f"{d.name}/"))
+        return subsets
+    return [_session_subset(src, subset)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(files: list[Path], known: dict[str, str] | None = None) -> dict[str, str]:
+    """``{path: "size:mtime_ns:sha256"}``; a hash in ``known`` is reused if size and mtime match."""
+    known = known or {}
+    out = {}
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError as exc:
+            raise NeuroFMError(f, f"cannot read source file ({exc.strerror})") from exc
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        old = known.get(str(f), "")
+        out[str(f)] = old if old.rsplit(":", 1)[0] == stamp else f"{stamp}:{_sha256(f)}"
+    return out
+
+
+def fingerprint(job: CaseJob, hashes: dict[str, str], params: PreprocessParams) -> str:
+    """Content fingerprint of a prepared case: sources, targets, parameters, neurofm version."""
+    doc = {
+        "neurofm": __version__,
+        "params": params.to_dict(),
+        "files": [hashes[str(f)].rsplit(":", 1)[1] for f in job.files()],
+        "channels": job.channels,
+        "has_mask": job.mask is not None,
+        "site": job.site,
+        "label": job.label,
+        "age": job.age,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _describe(source: Path | DicomSeries) -> str:
+    return (
+        f"{source.files[0].parent} ({source.label})"
+        if isinstance(source, DicomSeries)
+        else str(source)
+    )
+
+
+def _file_affine(job: CaseJob) -> np.ndarray | None:
+    """Affine of the first source file as stored on disk (None for DICOM: RAS is its grid)."""
+    first = job.session.sequences[job.channels[0]]
+    if isinstance(first, DicomSeries):
+        return None
+    img = nib.load(str(first))
+    assert isinstance(img, nib.Nifti1Image | nib.Nifti2Image)  # load_session read it as NIfTI
+    return np.asarray(img.affine, dtype=np.float64)
+
+
+def prepare_case(
+    job: CaseJob, subset_dir: Path, params: PreprocessParams, hashes: dict[str, str]
+) -> PreparedCase:
+    """Load, validate, preprocess and atomically write one case; returns its metadata."""
+    fp = fingerprint(job, hashes, params)
+    volume = load_session(job.session, job.channels)
+    mask = None
+    if job.mask is not None:
+        mask, mask_affine = load_nifti(job.mask)
+        if mask.shape != volume.spatial_shape:
+            raise NeuroFMError(
+                job.mask, f"mask shape {mask.shape} differs from image {volume.spatial_shape}"
+            )
+        if not np.allclose(mask_affine, volume.affine, atol=1e-3):
+            raise NeuroFMError(job.mask, "mask affine differs from the image's")
+    pre = preprocess(volume, params, mask=mask, file_affine=_file_affine(job))
+    final = subset_dir / job.case_id
+    tmp = subset_dir / f"{job.case_id}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        case = write_case(
+            tmp,
+            pre,
+            case_id=job.case_id,
+            fingerprint=fp,
+            site=job.site,
+            label=job.label,
+            age=job.age,
+            sources={name: _describe(job.session.sequences[name]) for name in job.channels},
+            source_hashes=hashes,
+        )
+        commit_case_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return case
+
+
+def _prepare_in_worker(
+    job: CaseJob, subset_dir: Path, params: PreprocessParams, known: dict[str, str]
+) -> PreparedCase | tuple[str | None, str]:
+    """Worker entry: NeuroFMError does not survive pickling (two-argument init), so return it."""
+    try:
+        return prepare_case(job, subset_dir, params, file_hashes(job.files(), known))
+    except NeuroFMError as exc:
+        return (exc.where, exc.problem)
+
+
+def _up_to_date(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> PreparedCase | None:
+    """The existing prepared case if its fingerprint matches the current source, else None."""
+    old = read_meta(subset_dir / job.case_id)
+    if old is None:
+        return None
+    hashes = file_hashes(job.files(), old.source_hashes)
+    if fingerprint(job, hashes, params) != old.fingerprint:
+        return None
+    if hashes != old.source_hashes:  # touched but identical: remember the new stamps
+        old = replace(old, source_hashes=hashes)
+        write_meta(subset_dir / job.case_id, old)
+    return old
+
+
+def _run_jobs(
+    todo: list[CaseJob],
+    subset_dir: Path,
+    params: PreprocessParams,
+    workers: int,
+    progress: Progress,
+    task_id: Any,
+) -> list[PreparedCase]:
+    done: list[PreparedCase] = []
+    if workers <= 1:
+        for job in todo:
+            done.append(prepare_case(job, subset_dir, params, file_hashes(job.files())))
+            progress.advance(task_id)
+        return done
+    error: tuple[str | None, str] | None = None
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[PreparedCase | tuple[str | None, str]]] = {
+            pool.submit(_prepare_in_worker, job, subset_dir, params, {}) for job in todo
+        }
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                result = fut.result()
+                if isinstance(result, PreparedCase):
+                    done.append(result)
+                    progress.advance(task_id)
+                elif error is None:
+                    error = result
+                    for p in pending:  # running ones finish (atomically); queued ones are dropped
+                        p.cancel()
+            pending = {p for p in pending if not p.cancelled()}
+    if error is not None:
+        raise NeuroFMError(*error)
+    return done
+
+
+def prepare(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    params: PreprocessParams | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    subset: str = "pretrain",
+    show_progress: bool = True,
+) -> list[SubsetReport]:
+    """Prepare every case under ``src`` into ``dst``; see the module docstring for guarantees.
+
+    ``overwrite`` redoes every case even if its fingerprint is unchanged. Returns one report per
+    destination subset (cases, newly prepared, reused, orphans: prepared folders whose source is
+    gone, left in place but not listed in the manifest).
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src == dst:
+        raise NeuroFMError(dst, "destination must differ from the source")
+    params = params or PreprocessParams()
+    subsets = plan(src, subset)
+    reports = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    ) as progress:
+        for sub in subsets:
+            subset_dir = dst / sub.name if sub.name else dst
+            subset_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale(subset_dir)
+            task_id = progress.add_task(f"prepare {sub.name or dst.name}", total=len(sub.jobs))
+            cases: dict[str, PreparedCase] = {}
+            todo = []
+            for job in sub.jobs:
+                current = None if overwrite else _up_to_date(job, subset_dir, params)
+                if current is None:
+                    todo.append(job)
+                else:
+                    cases[job.case_id] = current
+                    progress.advance(task_id)
+            for case in _run_jobs(todo, subset_dir, params, workers, progress, task_id):
+                cases[case.case_id] = case
+            ordered = [cases[j.case_id] for j in sub.jobs]
+            write_manifest(subset_dir, ordered, params.to_dict(), sub.task)
+            listed = set(cases)
+            orphans = sorted(
+                p.name
+                for p in subset_dir.iterdir()
+                if p.is_dir() and p.name not in listed and (p / "meta.json").is_file()
+            )
+            reports.append(
+                SubsetReport(sub.name, len(ordered), len(todo), len(ordered) - len(todo), orphans)
+            )
+    return reports
