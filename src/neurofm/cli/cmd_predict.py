@@ -1,0 +1,34 @@
+"""`neurofm predict`: a finetuned run on one case folder or a whole split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import track
+
+from neurofm.cli import app
+from neurofm.errors import NeuroFMError
+from neurofm.predict import load_predictor, predict_case_dir
+from neurofm.train.runs import case_dirs, refuse_existing_outputs
+
+
+@app.command()
+def predict(
+    task: str = typer.Option(..., help="infarct | meningioma | brain_age"),
+    model: Path = typer.Option(..., help="finetuned run folder"),
+    input: Path = typer.Option(..., "--input", help="a case folder or a split folder"),
+    output: Path = typer.Option(..., help="folder for <case>.txt / <case>.nii.gz"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    overwrite: bool = typer.Option(False, help="replace existing predictions"),
+) -> None:
+    """Predict every case under INPUT into OUTPUT (DESIGN §9 file names)."""
+    predictor = load_predictor(model, device)
+    if predictor.task.name != task:
+        raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")
+    cases = case_dirs(input)
+    suffix = ".nii.gz" if predictor.task.kind == "segmentation" else ".txt"
+    refuse_existing_outputs([output / f"{c.name}{suffix}" for c in cases], overwrite)
+    for case in track(cases, description=f"predicting {task}"):
+        predict_case_dir(predictor, case, output)
+    typer.echo(f"{len(cases)} prediction(s) written to {output}")
