@@ -46,4 +46,4 @@ def models(
     console = Console(width=max(Console().width, 110))  # pipes default to 80 columns
     console.print(table)
     if any(s.flops_unet is None for s in stats):
-        console.print("n/a: the patch side must be a multiple of the preset's 'multiple', >= 2x it.")
+        console.print("n/a: the patch must be a multiple of the preset's 'multiple', >= 2x it.")
