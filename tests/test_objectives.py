@@ -101,4 +101,8 @@ def test_pretrained_encoder_loads_into_a_multichannel_task_model() -> None:
     task = TaskModel(TaskModelConfig(UNetConfig(3, 1, (4, 8, 16), (1, 1, 1)), "segmentation"))
     report = load_encoder_weights(task, pre.state_dict(), dst_channels=["t1", "t2", "flair"])
     assert len(report.channel_sources) == 3
+    x = torch.randn(1, 1, 16, 16, 16)
+    torch.testing.assert_close(
+        task.embed(x.repeat(1, 3, 1, 1, 1)), pre.embed(x), atol=1e-4, rtol=1e-4
+    )
     assert task(torch.randn(1, 3, 16, 16, 16)).shape == (1, 1, 16, 16, 16)

@@ -88,6 +88,10 @@ class PretrainModel(nn.Module):
         proj = self.projection(embedding) if self.projection is not None else None
         return PretrainOutput(embedding, rec, proj)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Global-average-pooled bottleneck, ``(B, features[-1])`` (no decoder or projection)."""
+        return global_pool(self.encoder(x)[-1])
+
 
 def _device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
     """``generator`` itself on its own device, else a generator on ``device`` seeded from it."""
