@@ -1,0 +1,49 @@
+"""Pure metric functions of the three FOMO25 tasks and the registry that ties them to tasks."""
+
+from neurofm.metrics.classification import (
+    auroc,
+    average_precision,
+    balanced_accuracy,
+    expected_calibration_error,
+)
+from neurofm.metrics.registry import (
+    CASE_ROWS,
+    METRICS,
+    TASK_METRICS,
+    MetricSpec,
+    case_metrics,
+    task_metrics,
+)
+from neurofm.metrics.regression import absolute_error, bias, mae, pearson, rmse
+from neurofm.metrics.segmentation import (
+    assd,
+    dice,
+    hd95,
+    normalised_surface_distance,
+    segmentation_metrics,
+    surface_distances,
+)
+
+__all__ = [
+    "CASE_ROWS",
+    "METRICS",
+    "TASK_METRICS",
+    "MetricSpec",
+    "absolute_error",
+    "assd",
+    "auroc",
+    "average_precision",
+    "balanced_accuracy",
+    "bias",
+    "case_metrics",
+    "dice",
+    "expected_calibration_error",
+    "hd95",
+    "mae",
+    "normalised_surface_distance",
+    "pearson",
+    "rmse",
+    "segmentation_metrics",
+    "surface_distances",
+    "task_metrics",
+]
