@@ -296,7 +296,7 @@ class CaseTable:
         return np.logical_or.reduce([self.filled[name] for name in spec.inputs]).sum(axis=1)
 
 
-def _worst_fill(task: str, name: str, ref: np.ndarray | None, task_rows: pd.DataFrame) -> object:
+def _worst_fill(name: str, ref: np.ndarray | None, task_rows: pd.DataFrame) -> float | np.ndarray:
     """Worst-case value(s) for a missing row (see the module docstring)."""
     if name == "prob" and ref is not None:
         return 1.0 - ref
@@ -348,7 +348,7 @@ def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTabl
             filled[name] = np.zeros(arr.shape, dtype=bool)
             continue
         gaps = np.isnan(arr)
-        worst = np.broadcast_to(np.asarray(_worst_fill(task, name, ref, task_rows)), arr.shape)
+        worst = np.broadcast_to(np.asarray(_worst_fill(name, ref, task_rows)), arr.shape)
         values[name] = np.where(gaps, worst, arr)
         filled[name] = gaps
     if task == "brain_age" and "pred" in values:
