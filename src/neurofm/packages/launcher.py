@@ -1,4 +1,4 @@
-"""In-sandbox launcher: run a command, then record the peak memory of its process tree.
+"""In-sandbox launcher: run a command, then record the peak memory and CPU time of its tree.
 
 Why it exists: inside bubblewrap's PID namespace the package is a grandchild of a namespace init
 whose resource usage never reaches the runner's ``wait4``, so the peak RSS has to be read by a
@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = os.waitstatus_to_exitcode(status)
-    report.write_text(json.dumps({"peak_rss_mb": usage.ru_maxrss / 1024.0}))
+    cpu_s = usage.ru_utime + usage.ru_stime
+    report.write_text(json.dumps({"peak_rss_mb": usage.ru_maxrss / 1024.0, "cpu_s": cpu_s}))
     return code if code >= 0 else 128 - code
 
 

@@ -70,6 +70,7 @@ class RunReport:
     n_cases: int
     isolation: str = ""
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
@@ -331,6 +332,7 @@ def execute(
             result = run_sandboxed(spec, isolation)
             report.isolation = result.isolation
             report.wall_s += result.wall_s
+            report.cpu_s += result.cpu_s
             report.peak_rss_mb = max(report.peak_rss_mb, result.peak_rss_mb)
             label = f"{manifest.id}" + (f"-{group}" if group else "")
             report.log_dir = _save_logs(result, out_dir, stamp, label)

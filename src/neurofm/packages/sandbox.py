@@ -19,7 +19,8 @@ In every mode the command runs in its own session/process group (killed as a who
 with a wall-clock timeout, an address-space limit (``RLIMIT_AS``; skipped when ``memory_mb`` is
 None, e.g. for CUDA, which reserves huge virtual ranges), a scrubbed environment (PATH, HOME = the
 work folder, LANG, PYTHONPATH to neurofm, thread counts) and the work folder as its cwd. Peak
-memory is the ``ru_maxrss`` that ``wait4`` reports for the process tree.
+memory and CPU time are what ``wait4`` reports for the process tree (read inside the sandbox by
+:mod:`neurofm.packages.launcher`, since a PID namespace hides them from the runner).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class SandboxResult:
     timed_out: bool
     wall_s: float
     peak_rss_mb: float
+    cpu_s: float
     isolation: Isolation
     stdout_path: Path
     stderr_path: Path
@@ -341,13 +343,17 @@ def run_sandboxed(spec: SandboxSpec, isolation: str = "auto") -> SandboxResult:
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak = usage.ru_maxrss / 1024.0 if usage is not None else 0.0
+    cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        peak = max(peak, float(json.loads(report.read_text())["peak_rss_mb"]))
+        measured = json.loads(report.read_text())
+        peak = max(peak, float(measured["peak_rss_mb"]))
+        cpu = max(cpu, float(measured["cpu_s"]))
     return SandboxResult(
         returncode=proc.returncode,
         timed_out=timed_out,
         wall_s=wall,
         peak_rss_mb=peak,
+        cpu_s=cpu,
         isolation=mode,
         stdout_path=out_path,
         stderr_path=err_path,
