@@ -145,3 +145,23 @@ def clean_stale_temporaries(folder: Path) -> None:
             else:
                 with contextlib.suppress(OSError):
                     p.unlink()
+
+
+def write_model_files(
+    run_dir: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]
+) -> None:
+    """Write a run's final ``model.safetensors`` and ``config.json`` (each atomically).
+
+    The weights go first and the config last, so a folder with a config always has complete
+    weights beside it.
+    """
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".{WEIGHTS}.tmp-{os.getpid()}"
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp))
+        os.replace(tmp, run_dir / WEIGHTS)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    write_json_atomic(config, run_dir / CONFIG)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from neurofm.train.distributed import DistInfo, all_reduce_mean, barrier
 from neurofm.train.runlog import RunLog
 
 Batch = dict[str, Any]
-StepFn = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+StepFn = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, Mapping[str, Any]]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 
@@ -192,7 +192,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            for k, v in {"loss": loss.detach(), **logs}.items():
+            window.setdefault("loss", []).append(float(loss.detach()))
+            for k, v in logs.items():
                 window.setdefault(k, []).append(float(v))
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
