@@ -452,3 +452,98 @@ def test_find_cases_rejects_what_is_not_data(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(NeuroFMError, match="no case here"):
         find_cases(load_manifest(pkg), tmp_path / "empty")
+
+
+def _dicom_study(
+    root: Path, series: dict[str, tuple[str, dict[str, Any]]], seed: int, top: float = 1000
+) -> None:
+    """One study of single-frame MR series on a flipped, anisotropic grid (RAS affine)."""
+    from pydicom.uid import generate_uid
+
+    from neurofm.io.dicom import write_dicom_series
+
+    affine = np.array([[-1.0, 0, 0, 20], [0, 1.2, 0, -8], [0, 0, 2.5, 4], [0, 0, 0, 1]])
+    rng = np.random.default_rng(seed)
+    common = {"study_uid": generate_uid(), "frame_of_reference_uid": generate_uid()}
+    for i, (folder, (description, extra)) in enumerate(series.items(), start=1):
+        data = np.rint(rng.uniform(0, top, (7, 6, 5)))
+        write_dicom_series(
+            data, affine, root / folder, description, series_number=i, patient_id="P1",
+            extra=extra, **common,
+        )  # fmt: skip
+
+
+def _seg_back_to_ras(seg_path: Path, source_files: list[Path], scratch: Path) -> np.ndarray:
+    """Decode the SEG frame by source image, write the frames as a copy of the source series and
+    read that back with neurofm's DICOM reader: the mask on the RAS grid, independently."""
+    import highdicom as hd
+    import pydicom
+
+    from neurofm.io.dicom import read_dicom_series
+
+    seg = hd.seg.segread(seg_path)
+    sources = [pydicom.dcmread(f) for f in source_files]
+    frames = seg.get_pixels_by_source_instance(
+        [str(ds.SOPInstanceUID) for ds in sources], segment_numbers=[1]
+    )[..., 0]
+    scratch.mkdir()
+    for i, (ds, frame) in enumerate(zip(sources, frames, strict=True)):
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        dtype = np.int16 if ds.PixelRepresentation == 1 else np.uint16
+        ds.PixelData = frame.astype(dtype).tobytes()
+        ds.save_as(scratch / f"{i}.dcm")
+    data, _ = read_dicom_series(sorted(scratch.glob("*.dcm")))
+    return data
+
+
+def test_dicom_study_in_seg_and_json_out(tmp_path: Path) -> None:
+    import json as _json
+
+    from neurofm.io.dicom import read_dicom_series
+    from neurofm.io.nifti import load_nifti
+
+    study = tmp_path / "study"
+    _dicom_study(
+        study,
+        {
+            "s1": ("ep2d_diff_trace", {"DiffusionBValue": 1000}),
+            "s2": ("AX FLAIR", {}),
+            "s3": ("SWI_Images", {}),
+        },
+        seed=5,
+    )
+    pkg = make_package(tmp_path, MASK_SCRIPT, task="meningioma")
+    out = tmp_path / "out"
+    report = run_package(pkg, study, out)
+    assert report.ok, report.error
+    (nii,) = out.glob("*.nii.gz")
+    case = nii.name.removesuffix(".nii.gz")
+    assert case.startswith("P1_")
+    mask, affine = load_nifti(nii)
+    flair, flair_affine = read_dicom_series(sorted((study / "s2").glob("*.dcm")))
+    np.testing.assert_array_equal(mask, flair > flair.mean())
+    np.testing.assert_allclose(affine, flair_affine, atol=1e-4)
+    assert 0 < mask.sum() < mask.size
+    info = _json.loads((out / f"{case}.json").read_text())
+    assert info["voxels"] == int(mask.sum())
+    assert info["package"]["id"] == "fake"
+    ref_uid = info["referenced_series_instance_uid"]
+    assert info["source_series"]["dwi_b1000"]["series_instance_uid"] == ref_uid
+    ref_files = sorted((study / "s1").glob("*.dcm"))
+    back = _seg_back_to_ras(out / f"{case}.seg.dcm", ref_files, tmp_path / "rt")
+    np.testing.assert_array_equal(back, mask)
+
+
+def test_dicom_study_number_output_json(tmp_path: Path) -> None:
+    import json as _json
+
+    study = tmp_path / "study"
+    _dicom_study(study, {"a": ("T1 MPRAGE", {}), "b": ("T2 TSE", {})}, seed=1, top=100)
+    pkg = make_package(tmp_path, AGE_SCRIPT)
+    out = tmp_path / "out"
+    assert run_package(pkg, study, out).ok
+    (txt,) = out.glob("*.txt")
+    info = _json.loads(txt.with_suffix(".json").read_text())
+    assert info["value"] == pytest.approx(float(txt.read_text()))
+    assert info["task"] == "brain_age"
+    assert set(info["source_series"]) == {"t1", "t2"}

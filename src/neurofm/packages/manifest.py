@@ -302,9 +302,9 @@ def load_manifest(pkg_dir: Path) -> Manifest:
 def dump_manifest(manifest: Manifest, pkg_dir: Path) -> Path:
     """Write ``manifest.yaml`` atomically (temp file + rename), keys in declaration order."""
     path = Path(pkg_dir) / MANIFEST_NAME
-    text = yaml.safe_dump(
-        manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100
-    )
+    data = manifest.model_dump(mode="json")
+    data["outputs"]["labels"] = manifest.outputs.labels  # int keys, as written by people
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
