@@ -136,7 +136,7 @@ def load_encoder_weights(
             value = ckpt[FIRST_CONV]
             if value.shape[0] != current.shape[0] or value.shape[2:] != current.shape[2:]:
                 problems.append(
-                    f"{key} (checkpoint {tuple(value.shape)} vs {tuple(current.shape)})"
+                    f"{key} (checkpoint {tuple(value.shape)} vs model {tuple(current.shape)})"
                 )
                 continue
             value, sources = adapt_input_kernel(value, current.shape[1], src_channels, dst_channels)

@@ -1,7 +1,7 @@
 """The one model registry: named :class:`UNetConfig` presets and the builders.
 
 * ``tiny`` — CPU demo size: strided stem, 4 stages of 8..64 channels; inputs multiple of 16
-  (a 2 x 1 x 48^3 forward+backward takes about 0.1 s on one CPU thread);
+  (a 2 x 1 x 48^3 forward+backward takes 0.10-0.2 s on one CPU thread);
 * ``small`` — 5 stages of 16..256 channels, 1-2 residual blocks per stage; multiples of 16;
 * ``large`` — nnU-Net ResEnc-L layout: 6 stages of 32..320 channels, (1, 3, 4, 6, 6, 6)
   blocks; multiples of 32, for a GPU.
