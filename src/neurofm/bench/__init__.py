@@ -1,0 +1,1 @@
+"""Benchmarks behind `neurofm bench`: each writes JSON with side-by-side ratios."""
