@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import textwrap
 import time
@@ -547,3 +548,35 @@ def test_dicom_study_number_output_json(tmp_path: Path) -> None:
     assert info["value"] == pytest.approx(float(txt.read_text()))
     assert info["task"] == "brain_age"
     assert set(info["source_series"]) == {"t1", "t2"}
+
+
+def test_verify_passes_then_prints_a_diff_on_mismatch(tmp_path: Path) -> None:
+    from neurofm.packages.verify import verify_package
+
+    pkg = make_package(tmp_path, AGE_SCRIPT, make_reference=True)
+    good = verify_package(pkg)
+    assert good.ok
+    assert good.lines[0] == "ok: 5 file(s) match their sha256"
+    assert good.lines[1].startswith("ok: value ")
+    ref = float((pkg / "selftest/reference.txt").read_text())
+    (pkg / "selftest/reference.txt").write_text(f"{ref + 0.5:.6f}\n")
+    seal_package(pkg, make_reference=False)  # a reference that the code does not reproduce
+    bad = verify_package(pkg)
+    assert not bad.ok
+    assert bad.lines[1] == (
+        f"MISMATCH: value {ref:.6g} vs reference {ref + 0.5:.6g} (|diff| 0.5, allowed 0.001)"
+    )
+    masks = make_package(tmp_path, MASK_SCRIPT, task="meningioma", make_reference=True)
+    assert verify_package(masks).ok
+    shifted = MASK_SCRIPT.replace("int(v > mean)", "int(v > 0.8 * mean)")
+    (masks / "predict.py").write_text(shifted)
+    seal_package(masks, make_reference=False)
+    diff = verify_package(masks)
+    assert not diff.ok
+    assert re.match(
+        r"MISMATCH: label 1 \(meningioma\) Dice 0\.\d{4} \(min 0\.99; \d+ voxels vs reference \d+",
+        diff.lines[1],
+    )
+    (masks / "weights.bin").write_bytes(b"tampered")
+    with pytest.raises(NeuroFMError, match="weights.bin: sha256"):
+        verify_package(masks)

@@ -72,17 +72,18 @@ def seal_package(
 
 
 def _base_model(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Provenance of the pretrained weights the run started from (name + sha256 if on disk)."""
-    init = config.get("init") or config.get("init_from") or config.get("pretrained")
-    if isinstance(init, dict):
-        init = init.get("path") or init.get("run") or init.get("name")
+    """Provenance of the pretrained weights the run started from (name + sha256 if on disk).
+
+    ``init`` is the pretraining run's folder as given to ``neurofm finetune`` (relative to where
+    it ran, or to the run folder); ``scratch`` means no base model.
+    """
+    init = config.get("init")
     if not init or str(init) == "scratch":
         return {"name": "scratch", "sha256": None}
-    weights = Path(str(init))
-    weights = weights if weights.is_absolute() else (run_dir / weights)
-    weights = weights / WEIGHTS if weights.is_dir() else weights
-    digest = sha256_file(weights) if weights.is_file() else None
-    return {"name": Path(str(init)).name or str(init), "sha256": digest}
+    for folder in (Path(str(init)), run_dir / str(init)):
+        if (folder / WEIGHTS).is_file():
+            return {"name": folder.resolve().name, "sha256": sha256_file(folder / WEIGHTS)}
+    return {"name": Path(str(init)).name or str(init), "sha256": None}
 
 
 def build_package(
@@ -152,7 +153,7 @@ def build_package(
                 "reference": f"{SELFTEST_DIR}/reference{'.nii.gz' if kind == 'mask' else '.txt'}",
             },
         }
-        spacing = config.get("spacing") or (config.get("data") or {}).get("spacing")
+        spacing = (config.get("preprocess") or {}).get("spacing")
         if isinstance(spacing, list | tuple) and len(spacing) == 3:
             manifest_data["inputs"]["spacing"] = [float(s) for s in spacing]
         manifest = parse_manifest(manifest_data, out / "manifest.yaml")
@@ -176,13 +177,10 @@ def build_package(
 
 
 def _input_groups(task: str, model_inputs: list[str]) -> list[str | list[str]]:
-    """The task's sequences with its one-of groups when the model reads the task's contract,
-    else exactly the sequences the model was trained on."""
-    spec = get_task(task)
-    allowed = set(spec.required) | {s for g in spec.one_of for s in g}
-    if set(spec.required) <= set(model_inputs) <= allowed:
-        return [*spec.required, *[list(g) for g in spec.one_of]]
-    return list(model_inputs)
+    """The manifest's input sequences from the run's channel slots (``swi|t2s`` is a one-of)."""
+    groups: list[str | list[str]] = [s.split("|") if "|" in s else s for s in model_inputs]
+    get_task(task).select({s for g in groups for s in ([g] if isinstance(g, str) else g)})
+    return groups
 
 
 def _outputs(task: str, kind: str) -> dict[str, Any]:
