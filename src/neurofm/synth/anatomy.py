@@ -5,14 +5,15 @@ Each output voxel is pulled back to MNI space (``pullback``): a global similarit
 evaluated as a tensor product, so it costs three small matrix products rather than a 3D
 interpolation). The template fields are then sampled there and aged:
 
-- whole-brain (GM + WM) loss about 0.1 %/yr before 30, 0.2 %/yr at 30–50, rising linearly to
+- whole-brain (GM + WM) loss rising from 0.1 %/yr at 18 to 0.2 %/yr at 30–50, then linearly to
   0.5 %/yr at 70 and staying there, times a per-subject rate factor, realised as an inward move
   of the brain surface weighted towards frontal and temporal cortex (``region_weight``);
-- lateral ventricle volume ∝ 2^((age-30)/50) (doubles 30→80), times a per-subject factor;
-- both converted from volume to millimetres with the template's calibration tables.
+- ventricle volume ∝ 2^((age-30)/50) (doubles 30→80), times a per-subject factor;
+- both converted from volume to millimetres with the template's calibration tables; the
+  template (young adults) stands for age 25.
 
-The individual factors (log-normal, σ 0.3) and head-size variation make age learnable from the
-images without being readable off one number.
+The individual factors (log-normal, σ 0.25 ventricles, 0.3 atrophy rate) and head-size
+variation (±7 %) make age learnable from the images without being readable off one number.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def ageing_mm(params: AnatomyParams, template: Template) -> tuple[float, float]:
     )
     young = brain_loss_fraction(TEMPLATE_AGE)
     loss = (brain_loss_fraction(params.age) - young) * params.atrophy_factor + young
-    target = template.tissue_ml * (1.0 - loss) + lost_by_vent
+    target = template.tissue_ml * (1.0 - loss) / (1.0 - young) + lost_by_vent
     erosion = float(np.interp(target, template.tissue_vs_erosion[::-1], EROSION_GRID[::-1]))
     return erosion, dilation
 

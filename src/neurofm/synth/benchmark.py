@@ -11,24 +11,28 @@ Layout (DESIGN.md §9)::
 
 ``train`` and ``test`` come from the source site, ``test_<site>`` from each target site.
 
-Presets (voxel sizes are those of the source site; targets differ, see ``default_sites``):
+Presets (shapes are of the written images; the field of view is the same box for every site):
 
-======  =======  ==============  ==================  ========================  ==========
-preset  voxel    source shape    train inf/men/age   test per target site      pretrain
-======  =======  ==============  ==================  ========================  ==========
-tiny    8 mm     22 x 27 x 22    4 / 4 / 4           4 / 4 / 4 (2 sites)       6
-demo    3.5 mm   48 x 59 x 51    20 / 22 / 90        36 / 32 / 50 (2 sites)    200
-full    1.5 mm   111 x 137 x 118 21 / 23 / 200       320 / 107 / 800 over 3    3000
-======  =======  ==============  ==================  ========================  ==========
+======  ==========================================  =================  ==================  ======
+preset  sites: voxel mm -> shape                    train inf/men/age  test per target     pretr.
+======  ==========================================  =================  ==================  ======
+tiny    source 8 iso -> 21x26x23                    4 / 4 / 4          4 / 4 / 4           6
+        sitea 8x8x16 -> 21x26x12, siteb 10 iso -> 17x21x19
+demo    source 3.5 iso -> 48x59x51                  20 / 22 / 90       36 / 32 / 50        200
+        sitea 3x3x6 -> 56x68x30, siteb 4 iso -> 42x51x44
+full    source 1.5 iso -> 111x135x117               21 / 23 / 200      320/107/800 over 3  3000
+        sitea 1.2x1.2x4.8, siteb 1.8 iso, sitec 1.5x1.5x6
+======  ==========================================  =================  ==================  ======
+
+The source site also has a small ``test`` split (tiny 4/4/4, demo 16/12/30, full 40/16/100).
 
 Why these voxel sizes: *tiny* exists for tests and must build in seconds, 8 mm still shows
 ventricles, lesions and a brain outline. *demo* must let synth, pretraining, six few-shot
-finetunes and evaluation run in 15 minutes on two CPU cores: 3.5 mm puts about 41 x 50 x 45
-voxels across the brain (a 48-cube patch covers it) while a 1 cm meningioma is still three
-voxels across. *full* keeps the FOMO25 case counts at 1.5 mm: the MNI template is an average
-brain whose effective resolution is about 2 mm, so 1 mm would cost 3.4x the time and disk for
-no anatomical detail. Counts keep FOMO25's few-shot ratios (21/23/200 train vs 320/107/800
-test); infarct splits are 45 % positive.
+finetunes and evaluation run in 15 minutes on two CPU cores: 3.5 mm puts about 41 x 52 x 44
+voxels across the brain while a 1 cm meningioma is still three voxels across. *full* keeps the
+FOMO25 case counts at 1.5 mm: the template is an average of 152 brains, blurrier than one scan,
+so 1 mm would cost 3.4x the time and disk for little anatomical detail. Counts keep FOMO25's
+few-shot ratios (21/23/200 train vs 320/107/800 test); infarct splits are 45 % positive.
 
 Every case has its own random stream, ``SeedSequence(seed, spawn_key=(stream, split, i))``, so
 a case is byte-identical whatever the other counts are and whatever process rendered it.
@@ -61,7 +65,7 @@ from rich.progress import (
 from neurofm import __version__
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import save_nifti
-from neurofm.synth.anatomy import sample_anatomy
+from neurofm.synth.anatomy import make_grid, sample_anatomy
 from neurofm.synth.lesions import sample_infarct, sample_meningioma
 from neurofm.synth.session import SessionSpec, session_contrast, synthesize_session
 from neurofm.synth.sites import Box, SiteParams, default_sites, random_site
@@ -70,6 +74,11 @@ from neurofm.synth.templates import TEMPLATE_FILES, Template, load_template
 TASK_NAMES = ("infarct", "meningioma", "brain_age")
 STREAM = {"infarct": 1, "meningioma": 2, "brain_age": 3, "pretrain": 4, "pretrain_site": 5}
 PLAN = 0  # spawn-key slot for split-level draws (which infarct cases are positive)
+LABEL_COLUMNS = {
+    "infarct": ["case", "site", "label"],
+    "meningioma": ["case", "site"],
+    "brain_age": ["case", "site", "age"],
+}
 PRETRAIN_SEQUENCES = {"t1": 0.7, "t2": 0.6, "flair": 0.6, "dwi_b1000": 0.4, "swi|t2s": 0.3}
 
 
@@ -127,7 +136,7 @@ PRESETS: dict[str, SynthPreset] = {
         pretrain_sessions=200,
         pretrain_sites=40,
         rationale=(
-            "3.5 mm: ~41 x 50 x 45 voxels across the brain, so the 15-minute two-core demo "
+            "3.5 mm: ~41 x 52 x 44 voxels across the brain, so the 15-minute two-core demo "
             "can pretrain and finetune six times; a 1 cm meningioma is still 3 voxels across"
         ),
     ),
@@ -142,8 +151,8 @@ PRESETS: dict[str, SynthPreset] = {
         pretrain_sessions=3000,
         pretrain_sites=200,
         rationale=(
-            "1.5 mm with FOMO25 case counts: the MNI average template has ~2 mm effective "
-            "resolution, so 1 mm would cost 3.4x time and disk for no extra anatomy"
+            "1.5 mm with FOMO25 case counts: the template averages 152 brains and is blurrier "
+            "than one scan, so 1 mm would cost 3.4x time and disk for little extra anatomy"
         ),
     ),
 }
@@ -265,7 +274,7 @@ def make_spec(
         infarct = sample_infarct(subj, template, voxel) if u < 0.15 else None
         meningioma = sample_meningioma(subj, template, voxel) if 0.15 <= u < 0.2 else None
         rng = _rng(seed, job.key)
-        age = base_age + job.session * float(rng.uniform(0.5, 3.0))
+        age = base_age + job.session + float(rng.uniform(0.0, 1.0))  # one visit a year
         anatomy = dataclasses.replace(anatomy, age=float(min(age, 90.0)))
         sequences = _pretrain_sequences(rng, job.site)
     else:
@@ -312,14 +321,13 @@ def render_job(
     if job.task == "infarct":
         row["label"] = int(job.positive)
     if session.tumour_mask is not None:
-        mask_path = folder / "label.nii.gz" if job.task == "meningioma" else None
-        if mask_path is not None:
-            save_nifti(session.tumour_mask, session.affine, mask_path, dtype=np.uint8)
+        if job.task == "meningioma":
+            save_nifti(session.tumour_mask, session.affine, folder / "label.nii.gz", np.uint8)
         row["lesion_voxels"] = int(session.tumour_mask.sum())
     if session.infarct_mask is not None:
         if job.task == "infarct":
             gt = root / "ground_truth" / "infarct" / job.split / f"{job.case}.nii.gz"
-            save_nifti(session.infarct_mask, session.affine, gt, dtype=np.uint8)
+            save_nifti(session.infarct_mask, session.affine, gt, np.uint8)
         row["lesion_voxels"] = int(session.infarct_mask.sum())
     if spec.infarct is not None:
         i = spec.infarct
@@ -359,8 +367,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def _site_json(site: SiteParams, box: Box, role: str) -> dict[str, Any]:
-    from neurofm.synth.anatomy import make_grid
-
     grid = make_grid(box, site.spacing, site.slice_factor)
     shape = [*grid.shape[:2], grid.shape[2] // site.slice_factor]
     out = dataclasses.asdict(site)
@@ -375,15 +381,8 @@ def _write_tables(root: Path, rows: list[dict[str, Any]]) -> None:
             by_split.setdefault((row["task"], row["split"]), []).append(row)
     for (task, split), items in sorted(by_split.items()):
         items.sort(key=lambda r: r["case"])
-        if task == "infarct":
-            header, cols = ["case", "site", "label"], ["case", "site", "label"]
-        elif task == "brain_age":
-            header, cols = ["case", "site", "age"], ["case", "site", "age"]
-        else:
-            header, cols = ["case", "site"], ["case", "site"]
-        _write_csv(
-            root / task / split / "labels.csv", header, [[r[c] for c in cols] for r in items]
-        )
+        cols = LABEL_COLUMNS[task]
+        _write_csv(root / task / split / "labels.csv", cols, [[r[c] for c in cols] for r in items])
     details = [
         "task",
         "split",

@@ -5,11 +5,13 @@ perturbed contrast table with a grey/white contrast factor), intensity scale, in
 misregistration, skull-stripping residue and how often it acquires SWI rather than T2*. The
 ranges follow DESIGN.md §3: bias 10–40 %, SNR 10–40, GM/WM contrast ±15 %, slices up to ~6 mm.
 
-The acquisition model, applied to a noise-free render on an isotropic grid:
-misregistration (small rigid resample of every sequence but the first) -> multiplicative bias
-field -> thick slices (mean of ``slice_factor`` slices along z, written at that thickness) ->
-intensity scale -> Rician noise (Gaussian for ADC) -> skull-strip mask (ICV, plus patchy
-residue of skull/scalp at sites that have it).
+The acquisition model (``session.synthesize_session``), applied to a noise-free render on an
+isotropic grid: thick slices (mean of ``slice_factor`` slices along z, written at that
+thickness) -> misregistration (small rigid resample of every sequence but the first) ->
+multiplicative bias field -> Rician noise (Gaussian for ADC) -> intensity scale -> skull-strip
+mask (ICV, plus patchy residue of skull and scalp at sites that have it). Thick slices come
+first because resampling and multiplying by a smooth field commute with them to within the
+field's smoothness, and the rest then runs on ``slice_factor`` times fewer voxels.
 """
 
 from __future__ import annotations
@@ -69,20 +71,19 @@ def make_site(
     p_swi: float = 0.5,
 ) -> SiteParams:
     """A named clinical site with its own (fixed) vendor contrast table."""
-    gw = gw_contrast
     return SiteParams(
         name=name,
         spacing=spacing,
         slice_factor=slice_factor,
         bias=bias,
         snr=snr,
-        gw_contrast=gw,
+        gw_contrast=gw_contrast,
         intensity_scale=intensity_scale,
         misregistration_deg=misregistration_deg,
         misregistration_mm=misregistration_mm,
         strip_residue_mm=strip_residue_mm,
         p_swi=p_swi,
-        contrast=sample_contrast(_site_rng(name), gw, 0.06),
+        contrast=sample_contrast(_site_rng(name), gw_contrast, 0.06),
     )
 
 
