@@ -580,3 +580,35 @@ def test_verify_passes_then_prints_a_diff_on_mismatch(tmp_path: Path) -> None:
     (masks / "weights.bin").write_bytes(b"tampered")
     with pytest.raises(NeuroFMError, match="weights.bin: sha256"):
         verify_package(masks)
+
+
+def test_cli_one_line_errors_and_exit_codes(
+    tmp_path: Path, split: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neurofm.cli import main
+
+    def call(*args: str | Path) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    schema = tmp_path / "schema.json"
+    assert call("package", "schema", "--out", schema)[0] == 0
+    assert json.loads(schema.read_text())["title"] == "neurofm model package manifest"
+    pkg = make_package(tmp_path, AGE_SCRIPT, timeout_s=1, make_reference=True)
+    code, out, _ = call("package", "verify", pkg)
+    assert code == 0 and "verified" in out
+    hang = PRELUDE + "import time\ntime.sleep(60)\n"
+    (pkg / "predict.py").write_text(hang)
+    seal_package(pkg, make_reference=False)
+    code, _, err = call("package", "run", pkg, "--input", split / "c0", "--output", tmp_path / "o")
+    assert code == 2
+    assert err.count("\n") == 1  # one line
+    assert "package fake timed out after 1 s; its process group was killed" in err
+    code, out, _ = call("package", "verify", pkg)
+    assert code == 1
+    assert "FAILED: self-test did not produce a valid output" in out

@@ -1,4 +1,4 @@
-"""Model packages (DESIGN.md §6): a folder or archive with ``manifest.yaml``, weights and a self-test.
+"""Model packages (DESIGN.md §6): a folder or archive with manifest.yaml, weights, a self-test.
 
 - :mod:`~neurofm.packages.manifest` — the manifest (pydantic) and its JSON Schema;
 - :mod:`~neurofm.packages.hashing` / :mod:`~neurofm.packages.archive` — sha256 integrity and safe
