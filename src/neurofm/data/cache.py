@@ -3,7 +3,7 @@
 Layout of one subset (``DST/pretrain``, ``DST/<task>/<split>``, ...)::
 
     <subset>/manifest.json          # every case's metadata + fingerprint, written atomically
-    <subset>/<case>/image.b2nd      # (C, X, Y, Z) float16, normalised intensities
+    <subset>/<case>/image.b2nd      # (C, X, Y, Z) float32, normalised intensities
     <subset>/<case>/mask.b2nd       # (X, Y, Z) uint8, segmentation tasks only
     <subset>/<case>/meta.json       # the case's manifest entry (the folder is self-describing)
 
@@ -11,13 +11,13 @@ Case ids are folder names: the case folder of a task split, ``<subject>_<session
 
 Why blosc2 NDArray: with chunks ``(1, 32, 32, 32)`` per channel and blocks ``(1, 16, 16, 16)``
 blosc2 decompresses only the 16^3 blocks a patch touches, so a random 64^3 patch of one channel
-of a 1 mm head costs about 0.8 ms, independent of the volume size, and the files are about 5x
-smaller than float32 ``.npy`` (background compresses to nothing). A warm-page-cache ``.npy``
-memmap reads a patch faster (about 0.3 ms per channel) but needs 5x the disk and page cache, which
-at FOMO60K scale means reading from disk, not memory. (Measured on this project's 2-core CI box;
-see ``neurofm bench loader`` for the end-to-end effect.) Images are stored as float16: values are
-clipped z-scores (|x| < ~20) where float16's relative precision of 5e-4 is far below MRI noise.
-Reads return float32.
+costs about 1.3 ms whatever the volume size, and a head volume takes about a third of the disk
+of a float32 ``.npy`` (background compresses to nothing; LZ4 at level 1 with byte shuffle keeps
+decompression cheap). A warm-page-cache ``.npy`` memmap reads a patch faster (about 0.3 ms per
+channel) but needs 3x the disk and page cache, which at FOMO60K scale means reading from disk,
+not memory. Images stay float32: float16 would halve the files, but converting a 64^3 patch back
+to float32 costs about 1.4 ms per channel in numpy, more than the decompression it saves.
+(Measured on this project's 2-core CI box; ``neurofm bench loader`` gives the end-to-end effect.)
 
 A damaged file raises :class:`~neurofm.errors.NeuroFMError` naming it; blosc2 detects truncated
 and garbled chunks when it decompresses them.
@@ -169,7 +169,7 @@ def write_case(
 ) -> PreparedCase:
     """Write one case's arrays and ``meta.json`` into ``case_dir`` (normally a temp folder)."""
     case_dir.mkdir(parents=True, exist_ok=True)
-    write_array(case_dir / "image.b2nd", pre.image.astype(np.float16))
+    write_array(case_dir / "image.b2nd", pre.image.astype(np.float32))
     if pre.mask is not None:
         write_array(case_dir / "mask.b2nd", pre.mask.astype(np.uint8))
     case = PreparedCase(
@@ -348,13 +348,13 @@ class PreparedDataset:
         """Image patch ``(C, *size)`` at ``start``; outside the volume: the background value."""
         case = self.case(case_id)
         idx = self._channel_index(case, channels)
-        pads = case.pad_values
         out = np.empty((len(idx), *size), dtype=np.float32)
-        for i, c in enumerate(idx):
-            out[i] = pads[c]
-        path = self.root / case.case_id / "image.b2nd"
         src, dst = _overlap(case.shape, start, size)
+        if src is None or dst is None or _partial(dst, size):
+            for i, c in enumerate(idx):
+                out[i] = case.pad_values[c]
         if src is not None and dst is not None:
+            path = self.root / case.case_id / "image.b2nd"
             arr = self._array(path)
             for i, c in enumerate(idx):
                 out[i][dst] = _read(arr, (c, *src), path)
@@ -391,6 +391,11 @@ def _overlap(
         src.append(slice(a, b))
         dst.append(slice(a - int(s), b - int(s)))
     return tuple(src), tuple(dst)
+
+
+def _partial(dst: tuple[slice, ...], size: Sequence[int]) -> bool:
+    """True if the volume does not cover the whole patch (the rest must be padded)."""
+    return any(d.start != 0 or d.stop != int(k) for d, k in zip(dst, size, strict=True))
 
 
 def _read(arr: Any, key: tuple[Any, ...], path: Path) -> np.ndarray:

@@ -13,8 +13,9 @@ Guarantees:
 - **Atomic per case**: a case is written into ``<case>.tmp-<pid>`` and moved into place with
   ``os.replace``; a killed run leaves no half case, and leftovers are removed by the next run.
 - **Idempotent and resumable**: every case records a fingerprint (sha256 of its source files,
-  its site/label/age, the preprocessing parameters and the neurofm version); a case whose
-  fingerprint is unchanged is not redone, so a re-run after ``kill -9`` continues where it stopped.
+  its site/label/age, the preprocessing parameters, the cache format and the neurofm version);
+  a case whose fingerprint is unchanged is not redone, so a re-run after ``kill -9`` continues
+  where it stopped.
   File hashes are reused while a file's size and mtime are unchanged, so a no-op run only stats.
 - **Bad input never costs prepared data**: the first bad file stops the run with a one-line
   :class:`~neurofm.errors.NeuroFMError`; finished cases stay, and ``manifest.json`` (written
@@ -40,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from neurofm import __version__
 from neurofm.data.cache import (
+    FORMAT,
     PreparedCase,
     clean_stale,
     commit_case_dir,
@@ -186,6 +188,7 @@ def file_hashes(files: list[Path], known: dict[str, str] | None = None) -> dict[
 def fingerprint(job: CaseJob, hashes: dict[str, str], params: PreprocessParams) -> str:
     """Content fingerprint of a prepared case: sources, targets, parameters, neurofm version."""
     doc = {
+        "format": FORMAT,
         "neurofm": __version__,
         "params": params.to_dict(),
         "files": [hashes[str(f)].rsplit(":", 1)[1] for f in job.files()],
