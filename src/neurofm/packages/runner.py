@@ -227,10 +227,9 @@ def _append_run_log(out_dir: Path, report: RunReport, extra: dict[str, object]) 
         fh.write(json.dumps(row) + "\n")
 
 
-def _device_env(device: str) -> tuple[str, bool]:
-    """The device string for the package and whether a GPU may be used (no RLIMIT_AS then)."""
-    gpu_present = Path("/dev/nvidiactl").exists()
-    return device, device != "cpu" and gpu_present
+def _may_use_gpu(device: str) -> bool:
+    """Whether the package may touch a GPU (then no RLIMIT_AS: CUDA maps huge virtual ranges)."""
+    return device != "cpu" and Path("/dev/nvidiactl").exists()
 
 
 def _dicom_extras(
@@ -243,9 +242,17 @@ def _dicom_extras(
     extras: list[tuple[Path, str]] = []
     if manifest.outputs.kind == "mask":
         mask, affine = read_mask(produced, set(manifest.outputs.labels))
-        series = next(iter(sources.values()))
-        seg = write_segmentation(mask, affine, series, work / f"{job.case_id}.seg.dcm", manifest)
-        extras.append((seg, f"{job.case_id}.seg.dcm"))
+        seg_path = work / f"{job.case_id}.seg.dcm"
+        problems = []
+        for series in sources.values():  # reference the first series the mask's grid lies on
+            try:
+                write_segmentation(mask, affine, series, seg_path, manifest)
+                break
+            except NeuroFMError as exc:
+                problems.append(exc.problem)
+        else:
+            raise NeuroFMError(produced, f"no source series shares the mask's grid: {problems}")
+        extras.append((seg_path, f"{job.case_id}.seg.dcm"))
         voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
         info = {
             "voxels": int((mask > 0).sum()),
@@ -292,7 +299,7 @@ def execute(
         if clash:
             more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
             raise NeuroFMError(clash[0], f"exists; pass --overwrite to replace it{more}")
-    device, gpu = _device_env(device)
+    gpu = _may_use_gpu(device)
     groups: dict[str, list[CaseJob]] = {}
     for j in jobs:
         groups.setdefault(j.group, []).append(j)
@@ -347,13 +354,12 @@ def execute(
                 produced = output / f"{job.case_id}{manifest.output_suffix}"
                 try:
                     validate_output(manifest, produced, firsts[job.case_id])
+                    extras = _dicom_extras(manifest, job, produced, g_root) if job.is_dicom else []
                 except NeuroFMError as exc:
                     bad.append(f"case {job.case_id}: {exc.problem}")
                     continue
                 pending.append((produced, output_path(out_dir, job, manifest)))
-                if job.is_dicom:
-                    for extra, name in _dicom_extras(manifest, job, produced, g_root):
-                        pending.append((extra, out_dir / job.group / name))
+                pending += [(extra, out_dir / job.group / name) for extra, name in extras]
             if bad:
                 more = f" (and {len(bad) - 1} more case(s))" if len(bad) > 1 else ""
                 report.error = f"package {manifest.id} output rejected: {bad[0]}{more}"
