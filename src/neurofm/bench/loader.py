@@ -16,7 +16,7 @@ Without ``augment`` no pipeline augments or normalises (neurofm's normalisation 
 ``prepare``, outside the timing). With ``augment`` each uses its own library's flips, affine,
 gamma, noise and bias field at similar probabilities. Throughput is patches per second over
 ``batches`` batches after ``warmup`` batches (worker start-up is reported separately). The
-synthetic data default is the ``full`` preset's 1.5 mm grid (111 x 137 x 118, a clinical-sized
+synthetic data default is the ``full`` preset's 1.5 mm grid (about 111 x 137 x 118, a clinical-sized
 volume) restricted to a few meningioma cases, so that a 64^3 patch is a real sub-volume.
 """
 

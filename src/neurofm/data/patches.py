@@ -298,8 +298,10 @@ class PatchLoader(DataLoader[Any]):
         m = re.search(r"pid(?:\(s\))?\s+([\d,\s]+)", message)
         pids = {int(p) for p in re.findall(r"\d+", m.group(1))} if m else set()
         cases = self.dataset.busy_cases(pids) or self.dataset.busy_cases()
-        where = f"case(s) {', '.join(cases)}" if cases else "no case in progress"
-        return f"{first} [loader worker was reading {where} from {self.patches.data.root}]"
+        root = self.patches.data.root
+        if cases:
+            return f"{first} (loader worker was reading case(s) {', '.join(cases)} from {root})"
+        return f"{first} (loading patches from {root})"
 
 
 def make_loader(
