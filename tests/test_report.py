@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurofm.cli import main
 from neurofm.errors import NeuroFMError
 from neurofm.report import build_report
 from neurofm.report.viewer import encode_case, read_viewer_cases
@@ -163,7 +162,7 @@ def _parse(path: Path) -> _Links:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = write_results_folder(tmp_path_factory.mktemp("run"))
-    index = build_report(run, run.parent / "report", n_boot=N_BOOT)
+    index = build_report(run, tmp_path_factory.mktemp("report"), n_boot=N_BOOT)
     return index.parent
 
 
@@ -185,7 +184,7 @@ def test_report_files_and_local_links(report: Path) -> None:
         assert f"{task}-rank-stability.png" in figures
         assert f"{task}-vs-scratch.png" in figures
     assert "meningioma-learning-curve-dice.png" in figures
-    assert not list(report.parent.glob(".report.tmp-*")), "temporary folder left behind"
+    assert not list(report.parent.glob(f".{report.name}.*")), "temporary folder left behind"
 
 
 def test_leaderboards_have_a_row_per_model(report: Path) -> None:
@@ -259,11 +258,14 @@ def test_refuses_non_empty_out_unless_overwrite(tmp_path: Path) -> None:
     index = build_report(run, out, overwrite=True, n_boot=100)
     assert index == out / "index.html" and index.is_file()
     assert not (out / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]  # no temp/old folders
     with pytest.raises(NeuroFMError, match="results being reported"):
         build_report(run / "results", run, overwrite=True, n_boot=100)
 
 
 def test_cli_prints_index_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neurofm.cli import main  # imports every command (torch …): only where needed
+
     run = write_results_folder(tmp_path / "run", n_per_site=4, tasks=("brain_age",))
     (run / "results" / "viewer.json").unlink()
     main(["report", str(run / "results"), "--out", str(tmp_path / "rep"), "--n-boot", "100"])
@@ -274,6 +276,8 @@ def test_cli_prints_index_path(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neurofm.cli import main
+
     with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path), "--out", str(tmp_path / "rep")])
     assert exc.value.code == 2

@@ -65,22 +65,22 @@
     nv.setSliceType(types[v]);
   }
 
-  function applyOverlays() {
+  // The volume stack is set in one step and uploaded once: niivue's addVolume/removeVolume/
+  // setOpacity each re-upload every layer, which takes seconds per call on software WebGL.
+  // This does what Niivue.setVolume does (volumes, back, overlays) for a whole list.
+  function showVolumes() {
     const opacity = Number(ui.opacity.value);
     ui.opacityValue.textContent = opacity.toFixed(2);
-    state.overlays.forEach((o) => {
-      nv.setOpacity(nv.volumes.indexOf(o.image), o.toggle.checked ? opacity : 0);
-    });
-  }
-
-  function showVolumes() {
-    while (nv.volumes.length > 0) nv.removeVolume(nv.volumes[nv.volumes.length - 1]);
-    nv.addVolume(state.images[ui.seqSel.value]);
-    // Later overlays cover earlier ones: predictions first, the reference on top.
-    const order = [...state.overlays.filter((o) => o.key !== "reference"),
-      ...state.overlays.filter((o) => o.key === "reference")];
-    order.forEach((o) => nv.addVolume(o.image));
-    applyOverlays();
+    // Later overlays cover earlier ones: predictions first, the reference on top; hidden ones
+    // are left out of the stack rather than drawn transparent.
+    const shown = state.overlays.filter((o) => o.toggle.checked);
+    const order = [...shown.filter((o) => o.key !== "reference"),
+      ...shown.filter((o) => o.key === "reference")];
+    order.forEach((o) => { o.image.opacity = opacity; });
+    const stack = [state.images[ui.seqSel.value], ...order.map((o) => o.image)];
+    nv.volumes = stack;
+    nv.back = stack[0];
+    nv.overlays = stack.slice(1);
     nv.updateGLVolume();
   }
 
@@ -131,7 +131,7 @@
       toggle.type = "checkbox";
       // The reference and the first model start visible; more at once hide each other.
       toggle.checked = overlays.filter((o) => o.key !== "reference").length === 0;
-      toggle.addEventListener("change", applyOverlays);
+      toggle.addEventListener("change", showVolumes);
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = ov.colour;
@@ -146,7 +146,7 @@
     showVolumes();
     if (meta.focus_mm) {
       nv.scene.crosshairPos = nv.mm2frac(meta.focus_mm);
-      nv.updateGLVolume();
+      nv.drawScene();
     }
     renderMetrics(meta);
     const coarse = meta.downsampled > 1 ? " (shown at 1/" + meta.downsampled + " resolution)" : "";
@@ -168,7 +168,10 @@
       c.task + " · " + c.case + (c.site ? " (" + c.site + ")" : ""), c.id)));
     ui.caseSel.addEventListener("change", () => selectCase(ui.caseSel.value).catch(fail));
     ui.seqSel.addEventListener("change", showVolumes);
-    ui.opacity.addEventListener("input", applyOverlays);
+    ui.opacity.addEventListener("change", showVolumes);
+    ui.opacity.addEventListener("input", () => {
+      ui.opacityValue.textContent = Number(ui.opacity.value).toFixed(2);
+    });
     ui.viewSel.addEventListener("change", applyView);
     applyView();
     await selectCase(index[0].id);
