@@ -264,7 +264,7 @@ def make_spec(
 
     Returns the spec and the generator, whose remaining stream drives the acquisition noise.
     """
-    voxel = min(job.site.voxel_size)
+    voxel = float(np.prod(job.site.voxel_size) ** (1 / 3))  # lesions stay visible at this size
     sequences: tuple[str, ...]
     if job.task == "pretrain":
         subj = _rng(seed, job.subject_key)

@@ -165,23 +165,29 @@ def _frame(normal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_meningioma(rng: np.random.Generator, template: Template, voxel_mm: float) -> Meningioma:
-    """Draw location, size (0.5–5 cm, at least ~3 voxels across), shape, oedema, calcifications."""
+    """Draw location, size, shape, oedema and calcifications.
+
+    Diameters are log-uniform in 0.5–5 cm but at least 4 voxels (``voxel_mm``, the geometric mean
+    voxel size), and at most a tenth of the mass lies beyond the dura, so every tumour is visible
+    as a mass of several voxels at the benchmark's resolution.
+    """
     names = list(MENINGIOMA_WEIGHTS)
     location = names[rng.choice(len(names), p=list(MENINGIOMA_WEIGHTS.values()))]
     points, normals = template.dura_points[location]
     i = int(rng.integers(len(points)))
     normal = normals[i] * (rng.choice([-1.0, 1.0]) if location == "falx" else 1.0)
-    diameter = float(np.exp(rng.uniform(np.log(max(5.0, 3.0 * voxel_mm)), np.log(50.0))))
+    diameter = float(np.exp(rng.uniform(np.log(max(5.0, 4.0 * voxel_mm)), np.log(50.0))))
     radius = diameter / 2
-    if rng.random() < 0.2:  # en plaque: flat along the dura
-        axes = np.array([radius, radius * rng.uniform(0.8, 1.0), radius * rng.uniform(0.25, 0.45)])
+    thickness = max(radius * rng.uniform(0.25, 0.45), voxel_mm)  # semi-axis along the normal
+    if rng.random() < 0.2 and thickness <= 0.6 * radius:  # en plaque: flat along the dura
+        axes = np.array([radius, radius * rng.uniform(0.8, 1.0), thickness])
     else:
         axes = radius * rng.uniform(0.85, 1.0, 3)
         axes[rng.integers(3)] = radius
     if location == "falx":  # grows from the falx into the hemisphere on the normal's side
         centre = points[i] + normal * rng.uniform(0.0, 0.5) * axes[2]
     else:  # normal points out of the skull: negative offsets sit deeper, rounder on the dura
-        centre = points[i] + normal * rng.uniform(-0.5, 0.3) * axes[2]
+        centre = points[i] + normal * rng.uniform(-0.5, 0.1) * axes[2]
     frame = _frame(normal, rng)
     oedema = float(rng.uniform(5.0, 25.0)) if diameter > 20 and rng.random() < 0.35 else 0.0
     calcs: list[tuple[tuple[float, float, float], float]] = []
