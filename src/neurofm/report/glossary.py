@@ -83,11 +83,6 @@ METRICS: dict[str, MetricInfo] = {
         "years",
         "Average difference between the predicted and the true age.",
     ),
-    "abs_error": MetricInfo(
-        "Absolute error",
-        "years",
-        "Difference between the predicted and the true age of one scan.",
-    ),
     "rmse": MetricInfo(
         "Root mean squared error",
         "years",

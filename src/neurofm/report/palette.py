@@ -14,9 +14,3 @@ _MODEL_COLOURS = ("#0072B2", "#D55E00", "#E69F00", "#56B4E9", "#CC79A7", "#F0E44
 def model_colours(models: Sequence[str]) -> dict[str, str]:
     """Fixed colour per model in sorted-name order, so every page colours a model the same."""
     return {m: _MODEL_COLOURS[i % len(_MODEL_COLOURS)] for i, m in enumerate(sorted(set(models)))}
-
-
-def hex_to_rgb(colour: str) -> tuple[int, int, int]:
-    """``#RRGGBB`` -> (r, g, b) in 0..255 (niivue colormaps take integer channels)."""
-    c = colour.lstrip("#")
-    return (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))

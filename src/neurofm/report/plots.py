@@ -7,6 +7,7 @@ Each function takes tidy tables already computed by :mod:`neurofm.results` /
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ from matplotlib.figure import Figure
 from neurofm.report.glossary import metric_info
 
 DPI = 110
-_BETTER = {True: "higher is better →", False: "← lower is better"}
+
+
+def _direction(higher_is_better: bool) -> str:
+    return "higher is better" if higher_is_better else "lower is better"
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -33,17 +37,59 @@ def _save(fig: Figure, out: Path) -> Path:
     return out
 
 
-def _style(ax: Axes) -> None:
+def _finish(ax: Axes, title: str) -> None:
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="x", color="#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
 
 
-def _errorbars(ax: Axes, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict:
-    """Asymmetric error bar lengths; a missing CI draws no bar."""
-    lower = np.where(np.isfinite(lo), x - lo, 0.0)
-    upper = np.where(np.isfinite(hi), hi - x, 0.0)
-    return {"xerr": np.vstack([np.clip(lower, 0, None), np.clip(upper, 0, None)])}
+def _legend(ax: Axes, title: str | None = None) -> None:
+    """Legend outside the axes on the right, so it never hides data."""
+    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _site_rows_figure(table: pd.DataFrame) -> Figure:
+    """A figure tall enough for one row per site with a dodged dot per model."""
+    n_sites, n_models = table["site"].nunique(), table["model"].nunique()
+    return _figure(7.5, 1.0 + 0.55 * n_sites * max(1.0, n_models / 2.5))
+
+
+def _dots_per_site(
+    ax: Axes,
+    table: pd.DataFrame,
+    colours: dict[str, str],
+    marker: str,
+    label: Callable[[str], str],
+) -> None:
+    """One row per site (in the order given), one dodged dot with its CI whisker per model.
+
+    ``table``: columns ``model, site, value, ci_low, ci_high``; ``label(model)`` is its legend
+    entry. A missing CI bound draws no whisker on that side.
+    """
+    sites = list(dict.fromkeys(table["site"]))
+    models = sorted(table["model"].unique())
+    step = 0.7 / len(models)
+    for j, model in enumerate(models):
+        rows = table[table["model"] == model].set_index("site").reindex(sites)
+        x = rows["value"].to_numpy(float)
+        lo, hi = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
+        below = np.where(np.isfinite(lo), x - lo, 0.0)
+        above = np.where(np.isfinite(hi), hi - x, 0.0)
+        ax.errorbar(
+            x,
+            np.arange(len(sites)) - 0.35 + step * (j + 0.5),
+            xerr=np.vstack([below, above]).clip(0),
+            fmt=marker,
+            color=colours[model],
+            elinewidth=2,
+            capsize=3,
+            markersize=6,
+            label=label(model),
+        )
+    ax.set_yticks(np.arange(len(sites)), sites)
+    ax.set_ylim(len(sites) - 0.5, -0.6)
+    ax.set_ylabel("test site")
 
 
 def forest_plot(
@@ -60,35 +106,14 @@ def forest_plot(
     ``summary`` has columns ``model, site, value, ci_low, ci_high`` for a single task and metric;
     sites are drawn in the order given.
     """
-    sites = list(dict.fromkeys(summary["site"]))
-    models = sorted(summary["model"].unique())
-    step = 0.7 / max(len(models), 1)
-    fig = _figure(7.5, 1.0 + 0.55 * len(sites) * max(1.0, len(models) / 2.5))
+    fig = _site_rows_figure(summary)
     ax = fig.add_subplot()
-    for j, model in enumerate(models):
-        rows = summary[summary["model"] == model].set_index("site").reindex(sites)
-        y = np.arange(len(sites)) - 0.35 + step * (j + 0.5)
-        x = rows["value"].to_numpy(float)
-        ax.errorbar(
-            x,
-            y,
-            **_errorbars(ax, x, y, rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)),
-            fmt="o",
-            color=colours[model],
-            ecolor=colours[model],
-            elinewidth=2,
-            capsize=3,
-            markersize=6,
-            label=model,
-        )
-    ax.set_yticks(np.arange(len(sites)), sites)
-    ax.invert_yaxis()
-    ax.set_ylabel("test site")
-    info = metric_info(metric)
-    ax.set_xlabel(f"{info.axis_label} — mean and 95% CI, {_BETTER[higher_is_better]}")
-    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-    _style(ax)
-    ax.legend(title="model", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _dots_per_site(ax, summary, colours, "o", str)
+    arrow = "→" if higher_is_better else "←"
+    label = metric_info(metric).axis_label
+    ax.set_xlabel(f"{label}: value and 95% CI ({arrow} {_direction(higher_is_better)})")
+    _finish(ax, title)
+    _legend(ax, "model")
     return _save(fig, out)
 
 
@@ -134,9 +159,8 @@ def rank_stability_plot(
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of bootstrap resamples (%)")
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-    _style(ax)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="rank")
+    _finish(ax, title)
+    _legend(ax, "rank")
     return _save(fig, out)
 
 
@@ -163,26 +187,9 @@ def paired_difference_plot(
     ``differences``: columns ``model, site, value, ci_low, ci_high``. The side of zero where the
     model beats the baseline is shaded, so the reader need not remember the metric's direction.
     """
-    sites = list(dict.fromkeys(differences["site"]))
-    models = sorted(differences["model"].unique())
-    step = 0.7 / max(len(models), 1)
-    fig = _figure(7.5, 1.0 + 0.55 * len(sites) * max(1.0, len(models) / 2.5))
+    fig = _site_rows_figure(differences)
     ax = fig.add_subplot()
-    for j, model in enumerate(models):
-        rows = differences[differences["model"] == model].set_index("site").reindex(sites)
-        y = np.arange(len(sites)) - 0.35 + step * (j + 0.5)
-        x = rows["value"].to_numpy(float)
-        ax.errorbar(
-            x,
-            y,
-            **_errorbars(ax, x, y, rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)),
-            fmt="D",
-            color=colours[model],
-            elinewidth=2,
-            capsize=3,
-            markersize=6,
-            label=f"{model} − {baseline}",
-        )
+    _dots_per_site(ax, differences, colours, "D", lambda model: f"{model} − {baseline}")
     span = np.nanmax(np.abs(differences[["value", "ci_low", "ci_high"]].to_numpy(float)))
     span = 1.15 * (span if np.isfinite(span) and span > 0 else 1.0)
     ax.set_xlim(-span, span)
@@ -198,15 +205,11 @@ def paired_difference_plot(
         color="#00704f",
     )
     ax.axvline(0, color="#555555", linewidth=1)
-    ax.set_yticks(np.arange(len(sites)), sites)
-    ax.set_ylim(len(sites) - 0.5, -0.6)
-    ax.set_ylabel("test site")
     info = metric_info(metric)
     unit = f" ({info.unit})" if info.unit and info.unit != "0–1" else ""
     ax.set_xlabel(f"difference in {info.label}{unit}, paired on the same cases, 95% CI")
-    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-    _style(ax)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _finish(ax, title)
+    _legend(ax)
     return _save(fig, out)
 
 
@@ -239,9 +242,8 @@ def learning_curve_plot(
     ax.minorticks_off()
     ax.set_xlabel("labelled training cases (shots, log scale)")
     info = metric_info(metric)
-    ax.set_ylabel(f"{info.axis_label}, {_BETTER[higher_is_better].strip('←→ ')}")
-    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-    _style(ax)
+    ax.set_ylabel(f"{info.axis_label}, {_direction(higher_is_better)}")
+    _finish(ax, title)
     ax.grid(axis="y", color="#dddddd", linewidth=0.8)
-    ax.legend(title="model", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend(ax, "model")
     return _save(fig, out)
