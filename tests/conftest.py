@@ -30,3 +30,25 @@ def write_nifti(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded benchmark's tiny preset, written once per test session."""
+    from neurofm.synth import build_benchmark
+
+    out = tmp_path_factory.mktemp("bench") / "raw"
+    return build_benchmark(out, "tiny", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_benchmark: Path) -> Path:
+    """The tiny benchmark prepared at 8 mm (volumes about 24 voxels across)."""
+    from neurofm.data.prepare import prepare
+    from neurofm.data.preprocess import PreprocessParams
+
+    dst = tiny_benchmark.parent / "prepared"
+    prepare(
+        tiny_benchmark, dst, params=PreprocessParams(spacing=(8.0, 8.0, 8.0)), show_progress=False
+    )
+    return dst

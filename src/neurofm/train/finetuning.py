@@ -45,7 +45,7 @@ from neurofm.tasks import TaskSpec, get_task
 from neurofm.train.batches import batch_stream
 from neurofm.train.checkpoint import code_revision, load_config, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
-from neurofm.train.loop import LoopConfig, LoopResult, train
+from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
 
 Mode = Literal["full", "probe", "adapter"]
@@ -187,6 +187,7 @@ def finetune(
     """Adapt to ``s.task``; writes the best model to ``out/model.safetensors`` + config.json."""
     task = get_task(s.task)
     subset = train_subset(data, s.task)
+    seed_everything(s.seed)  # model initialisation draws from the global RNG
     prepared = PreparedDataset(subset)
     ids = [c.case_id for c in prepared.cases]
     labels: list[float] | None = None

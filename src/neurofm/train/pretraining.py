@@ -29,7 +29,7 @@ from neurofm.pretrain.objectives import build_pretrain_model, get_objective
 from neurofm.train.batches import batch_stream
 from neurofm.train.checkpoint import code_revision, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
-from neurofm.train.loop import LoopConfig, LoopResult, train
+from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
 
 
@@ -100,6 +100,7 @@ def pretrain(
 ) -> LoopResult:
     """Run self-supervised pretraining; writes ``out/model.safetensors`` + ``out/config.json``."""
     subset = pretrain_subset(data)
+    seed_everything(settings.seed)  # model initialisation draws from the global RNG
     spec = get_objective(settings.objective)
     backbone = get_preset(settings.preset)
     if settings.patch_size % backbone.divisor:
