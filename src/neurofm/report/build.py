@@ -25,6 +25,7 @@ from string import Template
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
 from rich.progress import Progress
 
 from neurofm import __version__
@@ -127,7 +128,8 @@ def _write(inputs: ReportInputs, out: Path, title: str | None, n_boot: int, seed
     for name in _ASSETS:
         (out / "assets" / name).write_text(_asset(name), encoding="utf-8")
     n_tasks = df["task"].nunique()
-    with Progress(transient=True) as progress:
+    # Progress on stderr: stdout carries only the printed path of index.html.
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         job = progress.add_task("report: statistics", total=2 * n_tasks + 2)
         summary = summarise(df, n_boot=n_boot, seed=seed)
         progress.advance(job)
