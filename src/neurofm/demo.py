@@ -203,7 +203,7 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
 
     t0 = time.perf_counter()
     write_json_atomic(
-        {"title": "neurofm demo", "settings": {k: v for k, v in vars(s).items() if k != "timings"},
+        {"title": "neurofm demo", "synthetic": True, "settings": {k: v for k, v in vars(s).items() if k != "timings"},
          "timings_s": timings},
         results / "run.json",
     )  # fmt: skip
