@@ -50,7 +50,8 @@ def benchmark(
         )
     t = Table(title=f"{result.task}: {len(result.outcomes)} package(s)")
     for col in ("model", "version", "status", "cases", "s/case", "CPU s", "peak MiB", "sandbox"):
-        t.add_column(col, justify="left" if col in ("model", "status", "sandbox") else "right")
+        left = col in ("model", "status", "sandbox")
+        t.add_column(col, justify="left" if left else "right", no_wrap=col == "model")
     for o in result.outcomes:
         status_text = "[green]ok[/]" if o.status == "ok" else f"[bold red]{o.status}[/]"
         t.add_row(

@@ -31,9 +31,11 @@ import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,10 +63,13 @@ def _probe(argv: list[str]) -> bool:
 
 @functools.cache
 def available_isolation() -> Isolation:
-    """The strongest isolation that actually works here (probed by running ``true``)."""
-    if _probe(["bwrap", "--unshare-net", "--die-with-parent", "--ro-bind", "/", "/", "true"]):
-        return "bwrap"
-    if _probe(["unshare", "-rn", "true"]):
+    """The strongest isolation that actually works here, probed with the very command line a
+    package would get (running ``true``), so a kernel that refuses one namespace is caught."""
+    true = [shutil.which("true") or "/usr/bin/true"]
+    with tempfile.TemporaryDirectory(prefix="neurofm-probe-") as tmp:
+        if _probe(_bwrap_argv(SandboxSpec(true, Path(tmp)), true)):
+            return "bwrap"
+    if _probe(_unshare_argv(true)):
         return "unshare"
     return "none"
 
