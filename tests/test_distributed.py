@@ -89,3 +89,43 @@ def test_ddp_two_gloo_ranks_match_single_process(tmp_path: Path) -> None:
     for k, v in single.state_dict().items():
         torch.testing.assert_close(r0["state"][k], v, rtol=1e-5, atol=1e-5)
     assert abs(r0["loss"] - res.last["loss"]) < 1e-5 * max(1.0, abs(res.last["loss"]))
+
+
+def test_torchrun_pretrain_and_finetune_cli(tiny_prepared: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2` runs the real commands with DDP on gloo."""
+    import json
+    import subprocess
+    import sys
+
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
+    fast = [
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pre = tmp_path / "pre"
+    cmd = [*torchrun, "-m", "neurofm.cli", "pretrain", str(tiny_prepared), "--out", str(pre), *fast]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((pre / "config.json").read_text())["world_size"] == 2
+    ft = tmp_path / "ft"
+    cmd = [*torchrun, "-m", "neurofm.cli", "finetune", str(tiny_prepared), "--task", "brain_age",
+           "--init", str(pre), "--out", str(ft), "--input-size", "32", *fast]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (ft / "model.safetensors").exists()
