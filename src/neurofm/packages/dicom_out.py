@@ -10,6 +10,7 @@ never resampling), so each frame corresponds pixel for pixel to one source image
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,25 @@ def write_segmentation(
         frame_of_reference_uid=frame_uid,
         channels={"SegmentNumber": list(range(1, len(labels) + 1))},
     )
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        # The SEG copies the patient's name from the source; a one-part name such as
+        # "Anonymous" (anonymised data) is valid DICOM, highdicom's warning about it is noise.
+        warnings.filterwarnings("ignore", message=".*intended person name", category=UserWarning)
+        seg = _segmentation(datasets, seg_volume, descriptions, manifest)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(out_path)
+    return out_path
+
+
+def _segmentation(
+    datasets: list[pydicom.Dataset],
+    volume: hd.Volume,
+    descriptions: list[hd.seg.SegmentDescription],
+    manifest: Manifest,
+) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
         source_images=datasets,
-        pixel_array=seg_volume,
+        pixel_array=volume,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=generate_uid(),
@@ -94,9 +111,6 @@ def write_segmentation(
         series_description=f"{manifest.name} segmentation"[:64],
         omit_empty_frames=False,
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(out_path)
-    return out_path
 
 
 def result_json(
