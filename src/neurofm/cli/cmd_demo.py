@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from neurofm.cli import app
-from neurofm.demo import DemoSettings, run_demo
 
 
 @app.command()
@@ -15,16 +15,21 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), help="folder for data, runs, results and report"),
     preset: str = typer.Option("demo", help="synth preset: tiny | demo | full"),
     seed: int = typer.Option(0),
-    pretrain_steps: int = typer.Option(DemoSettings.pretrain_steps),
-    finetune_steps: int = typer.Option(DemoSettings.finetune_steps),
-    spacing: float = typer.Option(DemoSettings.spacing, help="preprocessing voxel size in mm"),
-    workers: int = typer.Option(DemoSettings.workers),
-    n_boot: int = typer.Option(DemoSettings.n_boot, help="bootstrap resamples"),
+    pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
+    finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
+    spacing: float | None = typer.Option(None, help="preprocessing voxel size in mm (4)"),
+    workers: int | None = typer.Option(None, help="loader/prepare workers (2)"),
+    n_boot: int | None = typer.Option(None, help="bootstrap resamples (1000)"),
     overwrite: bool = typer.Option(False, help="start afresh instead of reusing finished stages"),
 ) -> None:
     """synth -> prepare -> pretrain (MAE) -> few-shot finetune -> evaluate OOD -> HTML report."""
+    from neurofm.demo import DemoSettings, run_demo
+
+    given: dict[str, Any] = {
+        "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps, "spacing": spacing,
+        "workers": workers, "n_boot": n_boot,
+    }  # fmt: skip
     settings = DemoSettings(
-        preset=preset, seed=seed, spacing=spacing, pretrain_steps=pretrain_steps,
-        finetune_steps=finetune_steps, workers=workers, n_boot=n_boot,
-    )  # fmt: skip
+        preset=preset, seed=seed, **{k: v for k, v in given.items() if v is not None}
+    )
     run_demo(out, settings, overwrite=overwrite)

@@ -10,9 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli import app
-from neurofm.evaluate import evaluate_predictions, wide_metrics
-from neurofm.results import atomic_write_text, summarise, write_results
-from neurofm.train.runs import refuse_existing_outputs
 
 
 @app.command()
@@ -27,6 +24,10 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="replace existing results in OUT"),
 ) -> None:
     """Score predictions: metrics.csv (one row per case) and summary.json (95% bootstrap CIs)."""
+    from neurofm.evaluate import evaluate_predictions, wide_metrics
+    from neurofm.results import atomic_write_text, summarise, write_results
+    from neurofm.train.runs import refuse_existing_outputs
+
     files = [out / "metrics.csv", out / "results.csv", out / "summary.json"]
     refuse_existing_outputs(files, overwrite)
     ev = evaluate_predictions(task, predictions, references, model)

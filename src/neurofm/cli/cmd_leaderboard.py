@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,8 +11,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from neurofm.cli import app
-from neurofm.ranking.leaderboard import Leaderboard, build_leaderboard, write_leaderboard
-from neurofm.results import read_results
+
+if TYPE_CHECKING:
+    from neurofm.ranking.leaderboard import Leaderboard
 
 
 def _tables(lb: Leaderboard) -> list[Table]:
@@ -55,6 +57,9 @@ def leaderboard(
     seed: int = typer.Option(0, "--seed", help="Seed of the shared bootstrap resamples"),
 ) -> None:
     """Rank models per task by several challenge methods, with bootstrap CIs and stability."""
+    from neurofm.ranking.leaderboard import build_leaderboard, write_leaderboard
+    from neurofm.results import read_results
+
     df = read_results(results)
     console = Console()
     with Progress(console=console, transient=True) as progress:

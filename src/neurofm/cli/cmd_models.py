@@ -8,7 +8,6 @@ from rich.table import Table
 
 from neurofm.cli import app
 from neurofm.errors import NeuroFMError
-from neurofm.models import MODEL_PRESETS, preset_stats
 
 
 def _millions(n: int | None) -> str:
@@ -24,6 +23,8 @@ def models(
     patch: int = typer.Option(64, help="Cubic patch side in voxels for the FLOP count."),
 ) -> None:
     """List model presets: parameters and forward GFLOPs per 1-channel patch (U-Net, encoder)."""
+    from neurofm.models import MODEL_PRESETS, preset_stats
+
     if patch < 1:
         raise NeuroFMError("--patch", f"must be a positive number of voxels, got {patch}")
     stats = [preset_stats(name, patch) for name in MODEL_PRESETS]

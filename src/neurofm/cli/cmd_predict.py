@@ -9,8 +9,6 @@ from rich.progress import track
 
 from neurofm.cli import app
 from neurofm.errors import NeuroFMError
-from neurofm.predict import load_predictor, predict_case_dir
-from neurofm.train.runs import case_dirs, refuse_existing_outputs
 
 
 @app.command()
@@ -23,6 +21,9 @@ def predict(
     overwrite: bool = typer.Option(False, help="replace existing predictions"),
 ) -> None:
     """Predict every case under INPUT into OUTPUT (DESIGN §9 file names)."""
+    from neurofm.predict import load_predictor, predict_case_dir
+    from neurofm.train.runs import case_dirs, refuse_existing_outputs
+
     predictor = load_predictor(model, device)
     if predictor.task.name != task:
         raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")

@@ -9,8 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli import app
-from neurofm.data.prepare import prepare as run_prepare
-from neurofm.data.preprocess import DEFAULT_SPACING, PreprocessParams
 from neurofm.errors import NeuroFMError
 
 
@@ -38,7 +36,7 @@ def prepare(
     ),
     dst: Path = typer.Argument(..., help="Destination of the prepared cache."),
     spacing: str = typer.Option(
-        ",".join(f"{s:g}" for s in DEFAULT_SPACING),
+        "1,1,1",  # neurofm.data.preprocess.DEFAULT_SPACING (not imported: keeps --help fast)
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
     ),
     workers: int = typer.Option(1, min=1, help="Parallel worker processes."),
@@ -46,6 +44,9 @@ def prepare(
     subset: str = typer.Option("pretrain", help="DST subfolder for layouts without tasks."),
 ) -> None:
     """Resample, crop and normalise every case into DST (idempotent, resumable, atomic)."""
+    from neurofm.data.prepare import prepare as run_prepare
+    from neurofm.data.preprocess import PreprocessParams
+
     params = PreprocessParams(spacing=parse_spacing(spacing))
     reports = run_prepare(
         src, dst, params=params, workers=workers, overwrite=overwrite, subset=subset

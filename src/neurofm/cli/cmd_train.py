@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
 from neurofm.cli import app
 from neurofm.errors import NeuroFMError
-from neurofm.pretrain.objectives import OBJECTIVES
 from neurofm.tasks import get_task
-from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
-from neurofm.train.finetuning import FinetuneSettings, finetune
-from neurofm.train.pretraining import PretrainSettings, pretrain
-from neurofm.train.runs import prepare_run_dir
+
+OBJECTIVE_NAMES = ("mae", "contrastive", "hybrid", "modality")
 
 
 def _threads(threads: int) -> None:
+    import torch
+
     if threads > 0:
         torch.set_num_threads(threads)
 
@@ -41,10 +39,13 @@ def pretrain_cmd(
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Self-supervised pretraining on unlabeled sessions."""
-    if objective not in OBJECTIVES:
-        raise NeuroFMError(
-            None, f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})"
-        )
+    from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
+    from neurofm.train.pretraining import PretrainSettings, pretrain
+    from neurofm.train.runs import prepare_run_dir
+
+    if objective not in OBJECTIVE_NAMES:
+        known = ", ".join(OBJECTIVE_NAMES)
+        raise NeuroFMError(None, f"unknown objective {objective!r} (known: {known})")
     _threads(threads)
     dist = init_distributed(device)
     try:
@@ -88,6 +89,10 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
+    from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
+    from neurofm.train.finetuning import FinetuneSettings, finetune
+    from neurofm.train.runs import prepare_run_dir
+
     get_task(task)
     if mode not in ("full", "probe", "adapter"):
         raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
