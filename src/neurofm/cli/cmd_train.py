@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -10,14 +13,32 @@ from neurofm.cli import app
 from neurofm.errors import NeuroFMError
 from neurofm.tasks import get_task
 
+if TYPE_CHECKING:
+    from neurofm.train.distributed import DistInfo
+
 OBJECTIVE_NAMES = ("mae", "contrastive", "hybrid", "modality")
 
 
-def _threads(threads: int) -> None:
+@contextmanager
+def _run(
+    out: Path, device: str, threads: int, *, overwrite: bool, resume: bool
+) -> Iterator[DistInfo]:
+    """Join the process group, let rank 0 claim the run folder, and leave the group at the end."""
     import torch
+
+    from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
+    from neurofm.train.runs import prepare_run_dir
 
     if threads > 0:
         torch.set_num_threads(threads)
+    dist = init_distributed(device)
+    try:
+        if dist.is_main:
+            prepare_run_dir(out, overwrite=overwrite, resume=resume)
+        barrier(dist)
+        yield dist
+    finally:
+        shutdown_distributed()
 
 
 @app.command("pretrain")
@@ -39,19 +60,12 @@ def pretrain_cmd(
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Self-supervised pretraining on unlabeled sessions."""
-    from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
     from neurofm.train.pretraining import PretrainSettings, pretrain
-    from neurofm.train.runs import prepare_run_dir
 
     if objective not in OBJECTIVE_NAMES:
         known = ", ".join(OBJECTIVE_NAMES)
         raise NeuroFMError(None, f"unknown objective {objective!r} (known: {known})")
-    _threads(threads)
-    dist = init_distributed(device)
-    try:
-        if dist.is_main:
-            prepare_run_dir(out, overwrite=overwrite, resume=resume)
-        barrier(dist)
+    with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
         settings = PretrainSettings(
             objective=objective, preset=preset, patch_size=patch, batch_size=batch_size,
             steps=steps, lr=lr, workers=workers, seed=seed, probe_every=probe_every,
@@ -62,8 +76,6 @@ def pretrain_cmd(
                 f"pretrained {res.steps} steps in {res.seconds:.0f}s "
                 f"(data wait {100 * res.data_wait_fraction:.1f}%) -> {out}"
             )
-    finally:
-        shutdown_distributed()
 
 
 @app.command("finetune")
@@ -89,21 +101,14 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
-    from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
     from neurofm.train.finetuning import FinetuneSettings, finetune
-    from neurofm.train.runs import prepare_run_dir
 
     get_task(task)
     if mode not in ("full", "probe", "adapter"):
         raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
     if head not in ("linear", "mlp"):
         raise NeuroFMError(None, f"unknown head {head!r} (use linear or mlp)")
-    _threads(threads)
-    dist = init_distributed(device)
-    try:
-        if dist.is_main:
-            prepare_run_dir(out, overwrite=overwrite, resume=resume)
-        barrier(dist)
+    with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
         settings = FinetuneSettings(
             task=task, init=init, mode=mode, shots=shots, preset=preset, head=head,  # type: ignore[arg-type]
             steps=steps, batch_size=batch_size, input_size=input_size, patch_size=patch, lr=lr,
@@ -115,5 +120,3 @@ def finetune_cmd(
                 f"finetuned {task} for {res.steps} steps in {res.seconds:.0f}s, best "
                 f"{res.best} at step {res.best_step} -> {out}"
             )
-    finally:
-        shutdown_distributed()
