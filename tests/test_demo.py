@@ -1,0 +1,36 @@
+"""The demo end to end on the tiny preset (slow: CI runs it after the default suite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neurofm.demo import PRETRAINED, SCRATCH, DemoSettings, run_demo
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
+    s = DemoSettings(preset="tiny", spacing=8.0, pretrain_steps=6, finetune_steps=6, workers=0,
+                     n_boot=50)  # fmt: skip
+    index = run_demo(tmp_path / "demo", s)
+    assert index.exists() and index.name == "index.html"
+    rows = pd.read_csv(tmp_path / "demo" / "results" / "results.csv")
+    assert set(rows["task"]) == {"infarct", "meningioma", "brain_age"}
+    assert set(rows["model"]) == {PRETRAINED, SCRATCH}
+    sites = set(rows["site"])
+    assert {"source", "sitea", "siteb"} <= sites
+    # every test case of every split has rows for both models
+    for task in ("infarct", "meningioma", "brain_age"):
+        per_model = rows[rows.task == task].groupby("model")["case"].nunique()
+        assert per_model[PRETRAINED] == per_model[SCRATCH] > 0
+    timings = json.loads((tmp_path / "demo" / "timings.json").read_text())
+    assert {"synth", "prepare", "pretrain", "report"} <= set(timings["timings_s"])
+    viewer = json.loads((tmp_path / "demo" / "results" / "viewer.json").read_text())
+    assert viewer and viewer[0]["task"] == "meningioma"
+    # a second run reuses every finished stage instead of failing or redoing work
+    again = run_demo(tmp_path / "demo", s)
+    assert again == index
