@@ -14,7 +14,7 @@ from neurofm.errors import NeuroFMError
 @app.command()
 def predict(
     task: str = typer.Option(..., help="infarct | meningioma | brain_age"),
-    model: Path = typer.Option(..., help="finetuned run folder"),
+    model: Path = typer.Option(..., help="finetuned run folder, or a package (folder/archive)"),
     input: Path = typer.Option(..., "--input", help="a case folder or a split folder"),
     output: Path = typer.Option(..., help="folder for <case>.txt / <case>.nii.gz"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -24,6 +24,9 @@ def predict(
     from neurofm.predict import load_predictor, predict_case_dir
     from neurofm.train.runs import case_dirs, refuse_existing_outputs
 
+    if (model / "manifest.yaml").exists() or model.is_file():
+        _predict_with_package(task, model, input, output, device, overwrite)
+        return
     predictor = load_predictor(model, device)
     if predictor.task.name != task:
         raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")
@@ -33,3 +36,23 @@ def predict(
     for case in track(cases, description=f"predicting {task}"):
         predict_case_dir(predictor, case, output)
     typer.echo(f"{len(cases)} prediction(s) written to {output}")
+
+
+def _predict_with_package(
+    task: str, package: Path, input: Path, output: Path, device: str, overwrite: bool
+) -> None:
+    """A package runs in its sandbox (hashes checked first, outputs validated)."""
+    from neurofm.packages.archive import open_package
+    from neurofm.packages.manifest import load_manifest
+    from neurofm.packages.runner import run_package
+
+    with open_package(package) as folder:
+        declared = load_manifest(folder).task
+    if declared != task:
+        raise NeuroFMError(package, f"package is for {declared}, not {task}")
+    report = run_package(package, input, output, overwrite=overwrite, device=device)
+    if report.error:
+        raise NeuroFMError(package, report.error)
+    typer.echo(
+        f"{len(report.outputs)} prediction(s) written to {output} (sandbox {report.isolation})"
+    )
