@@ -44,9 +44,9 @@ class DemoSettings:
     preset: str = "demo"
     seed: int = 0
     spacing: float = 4.0
-    pretrain_steps: int = 400
+    pretrain_steps: int = 300
     pretrain_batch: int = 8
-    finetune_steps: int = 120
+    finetune_steps: int = 300
     workers: int = 2
     tasks: tuple[str, ...] = tuple(TASKS)
     n_boot: int = 1000
@@ -171,6 +171,7 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
                 fs = FinetuneSettings(
                     task=task, init=str(pre) if model == PRETRAINED else "scratch",
                     steps=s.finetune_steps, workers=s.workers, seed=s.seed,
+                    eval_every=max(5, s.finetune_steps // 10), patience=5,
                 )  # fmt: skip
                 finetune(prep, run, fs, dist, resume=(run / "checkpoints" / "last").exists())
             _stage(console, f"finetune {task} {model}", timings, t0)
