@@ -203,11 +203,9 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
     from neurofm.report import build_report
 
     t0 = time.perf_counter()
-    write_json_atomic(
-        {"title": "neurofm demo", "synthetic": True, "settings": {k: v for k, v in vars(s).items() if k != "timings"},
-         "timings_s": timings},
-        results / "run.json",
-    )  # fmt: skip
+    settings = {k: v for k, v in vars(s).items() if k != "timings"}
+    run_info = {"title": "neurofm demo", "synthetic": True, "settings": settings}
+    write_json_atomic({**run_info, "timings_s": timings}, results / "run.json")
     index = build_report(results, out / "report", overwrite=True, n_boot=s.n_boot, seed=s.seed)
     _stage(console, "report", timings, t0)
     write_json_atomic(
