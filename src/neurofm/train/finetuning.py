@@ -151,10 +151,10 @@ def validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Validation score on held-out training cases: BCE (infarct), MAE in years (brain age),
-    1 - Dice (meningioma); lower is better for all three."""
+    soft Dice loss (meningioma, hard Dice logged beside it); lower is better for all three."""
     model.eval()
     if task.kind == "segmentation":
-        dices = []
+        dices, soft = [], []
         for cid in ids:
             image = data.read(cid, task.select(data.case(cid).channels))
             pads = list(data.case(cid).pad_values)
@@ -163,11 +163,15 @@ def validate(
             x = torch.from_numpy(padded)[None].to(device)
             logits = sliding_window_inference(x, roi, 4, model, overlap=0.25)
             assert isinstance(logits, Tensor)
-            pred = (logits[0, 0].cpu().numpy()[crop] > 0).astype(np.float64)
+            prob = torch.sigmoid(logits[0, 0]).cpu().numpy()[crop].astype(np.float64)
+            pred = (prob > 0.5).astype(np.float64)
             ref = data.read_mask(cid).astype(np.float64)
             denom = pred.sum() + ref.sum()
             dices.append(1.0 if denom == 0 else 2.0 * (pred * ref).sum() / denom)
-        return {"val_loss": 1.0 - float(np.mean(dices)), "val_dice": float(np.mean(dices))}
+            soft.append(1.0 - (2.0 * (prob * ref).sum() + 1.0) / (prob.sum() + ref.sum() + 1.0))
+        # the soft Dice loss keeps improving while the hard Dice is still 0 (nothing predicted
+        # yet), so early stopping does not give up on a model that is learning
+        return {"val_loss": float(np.mean(soft)), "val_dice": float(np.mean(dices))}
     ds = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
     outs, ys = [], []
     for i in range(len(ds)):
