@@ -47,6 +47,7 @@ class DemoSettings:
     pretrain_steps: int = 300
     pretrain_batch: int = 8
     finetune_steps: int = 300
+    finetune_lr: float = 3e-3
     workers: int = 2
     tasks: tuple[str, ...] = tuple(TASKS)
     n_boot: int = 1000
@@ -171,7 +172,7 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
                 fs = FinetuneSettings(
                     task=task, init=str(pre) if model == PRETRAINED else "scratch",
                     steps=s.finetune_steps, workers=s.workers, seed=s.seed,
-                    eval_every=max(5, s.finetune_steps // 10), patience=5,
+                    eval_every=max(5, s.finetune_steps // 10), patience=5, lr=s.finetune_lr,
                 )  # fmt: skip
                 finetune(prep, run, fs, dist, resume=(run / "checkpoints" / "last").exists())
             _stage(console, f"finetune {task} {model}", timings, t0)
