@@ -20,6 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from neurofm.atomic import write_json_atomic
 from neurofm.data.prepare import prepare
 from neurofm.data.preprocess import PreprocessParams
 from neurofm.evaluate import evaluate_predictions
@@ -29,7 +30,6 @@ from neurofm.report.baseline import baseline_differences
 from neurofm.results import summarise, write_results
 from neurofm.synth import build_benchmark
 from neurofm.tasks import TASKS
-from neurofm.train.checkpoint import write_json_atomic
 from neurofm.train.distributed import init_distributed
 from neurofm.train.finetuning import FinetuneSettings, finetune
 from neurofm.train.pretraining import PretrainSettings, pretrain
@@ -197,7 +197,7 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
         PRETRAINED: runs_dir / "meningioma-pretrained",
         SCRATCH: runs_dir / "meningioma-scratch",
     }
-    write_json_atomic(_viewer_entries(raw, task_runs, results), results / "viewer.json")
+    write_json_atomic(results / "viewer.json", _viewer_entries(raw, task_runs, results))
     console.print(comparison_table(rows, summary, s.n_boot, s.seed))
     _stage(console, "evaluate", timings, t0)
 
@@ -206,11 +206,11 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
     t0 = time.perf_counter()
     settings = {k: v for k, v in vars(s).items() if k != "timings"}
     run_info = {"title": "neurofm demo", "synthetic": True, "settings": settings}
-    write_json_atomic({**run_info, "timings_s": timings}, results / "run.json")
+    write_json_atomic(results / "run.json", {**run_info, "timings_s": timings})
     index = build_report(results, out / "report", overwrite=True, n_boot=s.n_boot, seed=s.seed)
     _stage(console, "report", timings, t0)
     write_json_atomic(
-        {"timings_s": timings, "total_s": sum(timings.values())}, out / "timings.json"
+        out / "timings.json", {"timings_s": timings, "total_s": sum(timings.values())}
     )
     console.print(f"report: {index}")
     return index

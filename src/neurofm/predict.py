@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from neurofm.atomic import write_text_atomic
 from neurofm.data.preprocess import PreprocessParams, preprocess, restore_geometry
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import Volume, load_volume, save_nifti
@@ -152,11 +153,7 @@ def write_prediction(value: float | np.ndarray, affine: np.ndarray, out: Path) -
     out.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(value, np.ndarray):
         return save_nifti(value, affine, out.with_name(out.name + ".nii.gz"), dtype=np.uint8)
-    txt = out.with_name(out.name + ".txt")
-    tmp = txt.with_name(f".{txt.name}.tmp")
-    tmp.write_text(f"{value:.6f}\n")
-    tmp.replace(txt)
-    return txt
+    return write_text_atomic(out.with_name(out.name + ".txt"), f"{value:.6f}\n")
 
 
 def predict_case_dir(predictor: Predictor, case_dir: Path, out_dir: Path) -> Path:

@@ -26,8 +26,6 @@ one bootstrap index matrix per (task, site) serves them all (``summarise``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurofm.atomic import write_text_atomic
 from neurofm.errors import NeuroFMError
 from neurofm.metrics.registry import (
     CASE_ROWS,
@@ -244,25 +243,10 @@ def read_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     return table.drop(columns="_file")
 
 
-def atomic_write_text(text: str, path: str | Path) -> Path:
-    """Write text through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_results(df: pd.DataFrame, path: str | Path) -> Path:
     """Validate and write a tidy table as CSV atomically (columns in :data:`COLUMNS` order)."""
     table = validate_results(df, path)
-    return atomic_write_text(table.to_csv(index=False), path)
+    return write_text_atomic(path, table.to_csv(index=False))
 
 
 @dataclass(frozen=True)

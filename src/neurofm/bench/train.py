@@ -90,8 +90,8 @@ def run_train_bench(
 
 def write_result(result: dict[str, Any], out: Path) -> Path:
     """Write the benchmark JSON (atomically)."""
-    from neurofm.train.checkpoint import write_json_atomic
+    from neurofm.atomic import write_json_atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(result, out)
+    write_json_atomic(out, result)
     return out

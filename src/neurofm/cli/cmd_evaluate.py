@@ -24,8 +24,9 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="replace existing results in OUT"),
 ) -> None:
     """Score predictions: metrics.csv (one row per case) and summary.json (95% bootstrap CIs)."""
+    from neurofm.atomic import write_text_atomic
     from neurofm.evaluate import evaluate_predictions, wide_metrics
-    from neurofm.results import atomic_write_text, summarise, write_results
+    from neurofm.results import summarise, write_results
     from neurofm.train.runs import refuse_existing_outputs
 
     files = [out / "metrics.csv", out / "results.csv", out / "summary.json"]
@@ -33,7 +34,7 @@ def evaluate(
     ev = evaluate_predictions(task, predictions, references, model)
     summary = summarise(ev.rows, n_boot=n_boot, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(wide_metrics(ev.rows).to_csv(index=False), files[0])
+    write_text_atomic(files[0], wide_metrics(ev.rows).to_csv(index=False))
     write_results(ev.rows, files[1])
     pooled = summary[summary["site"] == "all"]
     payload = {
@@ -50,7 +51,7 @@ def evaluate(
         },
         "by_site": summary.to_dict(orient="records"),
     }
-    atomic_write_text(json.dumps(payload, indent=2), files[2])
+    write_text_atomic(files[2], json.dumps(payload, indent=2))
     table = Table(title=f"{task}: {model} ({payload['n_cases']} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import blosc2
 import numpy as np
 
 from neurofm import __version__
+from neurofm.atomic import write_text_atomic
 from neurofm.data.preprocess import ChannelNorm, Geometry, Preprocessed
 from neurofm.errors import NeuroFMError
 
@@ -111,20 +111,6 @@ class PreparedCase:
         )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _chunking(shape: Sequence[int], lead: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     spatial = tuple(int(s) for s in shape[-3:])
     chunks = tuple(min(CHUNK, s) for s in spatial)
@@ -194,7 +180,7 @@ def write_case(
 
 def write_meta(case_dir: Path, case: PreparedCase) -> None:
     """(Re)write a case's ``meta.json`` atomically."""
-    atomic_write_text(case_dir / "meta.json", json.dumps(case.to_dict(), indent=1))
+    write_text_atomic(case_dir / "meta.json", json.dumps(case.to_dict(), indent=1))
 
 
 def read_meta(case_dir: Path) -> PreparedCase | None:
@@ -255,7 +241,7 @@ def write_manifest(
     if path.is_file() and path.read_text() == text:
         return False
     subset_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    write_text_atomic(path, text)
     return True
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from neurofm.atomic import write_text_atomic
 from neurofm.errors import NeuroFMError
 from neurofm.io.splits import LABELS_CSV, list_splits
 from neurofm.packages.archive import open_package
 from neurofm.packages.manifest import load_manifest
 from neurofm.packages.runner import run_package
-from neurofm.results import atomic_write_text, write_results
+from neurofm.results import write_results
 
 SYNTH_MARKER = "benchmark.json"
 RUNTIME_COLUMNS = (
@@ -176,7 +177,7 @@ def run_benchmark(
             frames.extend(rows)
     results_dir = out / "results"
     table = pd.DataFrame([asdict(o) for o in outcomes], columns=list(RUNTIME_COLUMNS))
-    runtime_csv = atomic_write_text(table.to_csv(index=False), results_dir / "runtime.csv")
+    runtime_csv = write_text_atomic(results_dir / "runtime.csv", table.to_csv(index=False))
     result = BenchmarkResult(task, outcomes, None, runtime_csv)
     run_info = {
         "benchmark": "packages",
@@ -194,7 +195,7 @@ def run_benchmark(
             for o in outcomes
         },
     }
-    atomic_write_text(json.dumps(run_info, indent=2) + "\n", results_dir / "run.json")
+    write_text_atomic(results_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
     if not frames:
         return result
     scores = pd.concat(frames, ignore_index=True)

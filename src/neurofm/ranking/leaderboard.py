@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurofm.atomic import write_text_atomic
 from neurofm.metrics.registry import METRICS, TASK_METRICS
 from neurofm.ranking.methods import (
     aggregate_then_rank,
@@ -28,7 +29,6 @@ from neurofm.ranking.methods import (
 )
 from neurofm.results import (
     ALL_SITES,
-    atomic_write_text,
     case_table,
     score_models,
     validate_results,
@@ -197,7 +197,7 @@ def write_leaderboard(lb: Leaderboard, out: str | Path) -> list[Path]:
     out = Path(out)
     text = json.dumps(leaderboard_json(lb), indent=2, default=_plain) + "\n"
     return [
-        atomic_write_text(leaderboard_frame(lb).to_csv(index=False), out / "leaderboard.csv"),
-        atomic_write_text(text, out / "leaderboard.json"),
-        atomic_write_text(stability_frame(lb).to_csv(index=False), out / "rank_stability.csv"),
+        write_text_atomic(out / "leaderboard.csv", leaderboard_frame(lb).to_csv(index=False)),
+        write_text_atomic(out / "leaderboard.json", text),
+        write_text_atomic(out / "rank_stability.csv", stability_frame(lb).to_csv(index=False)),
     ]

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from neurofm.atomic import write_json_atomic
 from neurofm.errors import NeuroFMError
 
 WEIGHTS = "model.safetensors"
@@ -55,17 +56,6 @@ def code_revision() -> str:
         return f"{__version__}+g{rev}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return __version__
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -164,4 +154,4 @@ def write_model_files(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    write_json_atomic(config, run_dir / CONFIG)
+    write_json_atomic(run_dir / CONFIG, config)
