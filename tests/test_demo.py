@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
-    s = DemoSettings(preset="tiny", spacing=8.0, pretrain_steps=6, finetune_steps=6, workers=0,
+    s = DemoSettings(preset="tiny", spacing=8.0, pretrain_steps=6, finetune_steps=6,
+                     segmentation_steps=6, workers=0,
                      n_boot=50)  # fmt: skip
     index = run_demo(tmp_path / "demo", s)
     assert index.exists() and index.name == "index.html"

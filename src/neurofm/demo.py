@@ -47,6 +47,7 @@ class DemoSettings:
     pretrain_steps: int = 300
     pretrain_batch: int = 8
     finetune_steps: int = 300
+    segmentation_steps: int = 600  # patch-based: at 300 steps the tumour was not found yet
     finetune_lr: float = 3e-3
     workers: int = 2
     tasks: tuple[str, ...] = tuple(TASKS)
@@ -166,13 +167,15 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
     all_rows = []
     for task in s.tasks:
         runs = {PRETRAINED: runs_dir / f"{task}-pretrained", SCRATCH: runs_dir / f"{task}-scratch"}
+        seg = TASKS[task].kind == "segmentation"
+        steps = s.segmentation_steps if seg else s.finetune_steps
         for model, run in runs.items():
             t0 = time.perf_counter()
             if not (run / "model.safetensors").exists():
                 fs = FinetuneSettings(
                     task=task, init=str(pre) if model == PRETRAINED else "scratch",
-                    steps=s.finetune_steps, workers=s.workers, seed=s.seed,
-                    eval_every=max(5, s.finetune_steps // 10), patience=5, lr=s.finetune_lr,
+                    steps=steps, workers=s.workers, seed=s.seed,
+                    eval_every=max(5, steps // 10), patience=5, lr=s.finetune_lr,
                 )  # fmt: skip
                 finetune(prep, run, fs, dist, resume=(run / "checkpoints" / "last").exists())
             _stage(console, f"finetune {task} {model}", timings, t0)

@@ -17,6 +17,7 @@ def demo(
     seed: int = typer.Option(0),
     pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
+    segmentation_steps: int | None = typer.Option(None, help="meningioma finetuning steps"),
     spacing: float | None = typer.Option(None, help="preprocessing voxel size in mm (4)"),
     workers: int | None = typer.Option(None, help="loader/prepare workers (2)"),
     n_boot: int | None = typer.Option(None, help="bootstrap resamples (1000)"),
@@ -26,7 +27,8 @@ def demo(
     from neurofm.demo import DemoSettings, run_demo
 
     given: dict[str, Any] = {
-        "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps, "spacing": spacing,
+        "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+        "segmentation_steps": segmentation_steps, "spacing": spacing,
         "workers": workers, "n_boot": n_boot,
     }  # fmt: skip
     settings = DemoSettings(
