@@ -118,9 +118,9 @@ def split_cases(
 
 
 def load_init(
-    init: str, cfg: TaskModelConfig, preset: str
+    init: str, cfg: TaskModelConfig
 ) -> tuple[TaskModelConfig, dict[str, Tensor] | None, str]:
-    """Backbone config and pretrained state from a pretraining run, or the preset for scratch."""
+    """Backbone config and pretrained state from a pretraining run; ``cfg`` as is for scratch."""
     if init == "scratch":
         return cfg, None, "scratch"
     folder = Path(init)
@@ -206,7 +206,7 @@ def finetune(
         head=s.head,
         adapter_rank=s.adapter_rank if s.mode == "adapter" else 0,
     )
-    cfg, pretrained, init_name = load_init(s.init, cfg, s.preset)
+    cfg, pretrained, init_name = load_init(s.init, cfg)
     model = build_task_model(cfg)
     if pretrained is not None:
         load_encoder_weights(
