@@ -33,6 +33,7 @@ from neurofm.tasks import TASKS
 from neurofm.train.distributed import init_distributed
 from neurofm.train.finetuning import FinetuneSettings, finetune
 from neurofm.train.pretraining import PretrainSettings, pretrain
+from neurofm.train.runs import case_dirs
 
 PRETRAINED, SCRATCH = "mae-pretrained", "scratch"
 
@@ -62,8 +63,7 @@ def _stage(console: Console, name: str, timings: dict[str, float], t0: float) ->
 
 def _predict_split(run: Path, split_dir: Path, out: Path) -> None:
     predictor = load_predictor(run, "cpu")
-    cases = sorted(p for p in split_dir.iterdir() if p.is_dir())
-    for case in cases:
+    for case in case_dirs(split_dir):
         predict_case_dir(predictor, case, out)
 
 

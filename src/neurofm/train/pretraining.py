@@ -110,8 +110,9 @@ def pretrain(
     model = build_pretrain_model(backbone, settings.objective)
     objective = spec.build()
     n_views = 2 if settings.objective == "modality" else 1
+    prepared = PreparedDataset(subset)
     dataset = PatchDataset(
-        PreparedDataset(subset),
+        prepared,
         settings.patch_size,
         n_random_channels=n_views,
         samples_per_epoch=max(256, settings.batch_size * dist.world_size * 20),
@@ -123,7 +124,7 @@ def pretrain(
         "backbone": model.cfg.to_dict(),
         "input_sequences": ["any"],
         "input_rule": "one sequence per sample (two for modality); pretrained single-channel",
-        "preprocess": PreparedDataset(subset).params,
+        "preprocess": prepared.params,
         "recipe": asdict(settings),
         "code_revision": code_revision(),
         "data_fingerprint": data_fingerprint([subset]),
