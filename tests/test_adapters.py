@@ -115,38 +115,45 @@ def test_frozen_batchnorm_encoder_stays_in_eval_mode() -> None:
 # --- channel adaptation -------------------------------------------------------------------------
 
 
-def test_copies_of_one_channel_reproduce_single_channel_activations() -> None:
+def test_primary_channel_reproduces_single_channel_activations() -> None:
     torch.manual_seed(0)
     pre = PretrainModel(BACKBONE, projection_dim=None)  # 1 input channel
     task = TaskModel(TaskModelConfig(UNetConfig(4, 1, (4, 8, 16), (1, 1, 1)), "classification"))
     report = load_encoder_weights(
         task, pre.state_dict(), dst_channels=["dwi", "flair", "adc", "swi"]
     )
-    assert report.channel_sources == ("dwi_b1000<-mean", "flair<-mean", "adc<-mean", "swi<-mean")
+    assert report.channel_sources == (
+        "dwi_b1000<-pretrained", "flair<-zero", "adc<-zero", "swi<-zero"
+    )  # fmt: skip
     x = torch.randn(2, 1, 16, 16, 16)
-    ref = pre.encoder.stem.conv(x)
-    out = task.encoder.stem.conv(x.repeat(1, 4, 1, 1, 1))
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    others = torch.randn(2, 3, 16, 16, 16)  # whatever the other sequences show
+    both = torch.cat([x, others], dim=1)
+    torch.testing.assert_close(task.encoder.stem.conv(both), pre.encoder.stem.conv(x))
     # all deeper weights are copied verbatim, so the whole encoder agrees too
-    for a, b in zip(task.encoder(x.repeat(1, 4, 1, 1, 1)), pre.encoder(x), strict=True):
+    for a, b in zip(task.encoder(both), pre.encoder(x), strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the zero kernels still learn: the other channels get gradients
+    task.encoder(both)[-1].square().sum().backward()
+    grad = task.encoder.stem.conv.weight.grad
+    assert grad is not None and float(grad[:, 1:].abs().sum()) > 0
 
 
-def test_named_channels_copy_matching_kernels_and_keep_scale() -> None:
+def test_named_channels_copy_matching_kernels_and_zero_the_rest() -> None:
     w = torch.randn(6, 2, 3, 3, 3)
     new, sources = adapt_input_kernel(w, 3, ["T2w", "t1"], ["t1", "flair", "t2"])
-    assert sources == ["t1<-t1", "flair<-mean", "t2<-t2"]
-    scale = 2 / 3
-    torch.testing.assert_close(new[:, 0], w[:, 1] * scale)
-    torch.testing.assert_close(new[:, 1], w.mean(dim=1) * scale)
-    torch.testing.assert_close(new[:, 2], w[:, 0] * scale)
+    assert sources == ["t1<-t1", "flair<-zero", "t2<-t2"]
+    torch.testing.assert_close(new[:, 0], w[:, 1])
+    assert float(new[:, 1].abs().sum()) == 0.0
+    torch.testing.assert_close(new[:, 2], w[:, 0])
     # same names, other order: a pure permutation
     perm, _ = adapt_input_kernel(w, 2, ["t1", "t2"], ["t2", "t1"])
     torch.testing.assert_close(perm, w.flip(1))
-    # equal intensity on every channel: the summed response is unchanged
-    torch.testing.assert_close(new.sum(dim=1), w.sum(dim=1))
-    avg, _ = adapt_input_kernel(w, 5)
-    torch.testing.assert_close(avg.sum(dim=1), w.sum(dim=1), atol=1e-6, rtol=1e-5)
+    # no names: the first channel sums the pretrained kernels (the same image in every old
+    # channel gives the pretrained response), the others are zero
+    summed, sources = adapt_input_kernel(w, 5)
+    assert sources == ["0<-sum", "1<-zero", "2<-zero", "3<-zero", "4<-zero"]
+    torch.testing.assert_close(summed[:, 0], w.sum(dim=1))
+    assert float(summed[:, 1:].abs().sum()) == 0.0
 
 
 def test_pretrained_checkpoint_loads_encoder_and_decoder_not_heads() -> None:

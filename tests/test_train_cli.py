@@ -80,7 +80,7 @@ def test_finetune_modes(mode: str, pretrained: Path, tiny_prepared: Path, tmp_pa
     assert cfg["input_sequences"] == ["dwi_b1000", "flair", "adc", "swi|t2s"]
     pre = load_file(str(pretrained / "model.safetensors"))
     ft = load_file(str(out / "model.safetensors"))
-    # channel adaptation: 1 pretrained input channel -> 4, each the kernel divided by 4
+    # channel adaptation: 1 pretrained input channel -> 4: DWI gets the kernel, the rest zero
     stem = "encoder.stem.conv.weight"
     assert ft[stem].shape[1] == 4
     inner = [k for k in pre if k.startswith("encoder.") and k != stem and k in ft]
@@ -89,7 +89,8 @@ def test_finetune_modes(mode: str, pretrained: Path, tiny_prepared: Path, tmp_pa
         assert changed, "full finetuning must update the encoder"
     else:
         assert not changed, f"{mode} must keep the pretrained encoder frozen: {changed[:3]}"
-        torch.testing.assert_close(ft[stem], pre[stem].expand_as(ft[stem]) / 4)
+        torch.testing.assert_close(ft[stem][:, :1], pre[stem])
+        assert float(ft[stem][:, 1:].abs().sum()) == 0.0
     assert any("adapters" in k for k in ft) == (mode == "adapter")
 
 
