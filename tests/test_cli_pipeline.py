@@ -36,3 +36,9 @@ def test_synth_prepare_load_batch(tmp_path: Path) -> None:
     assert float(batch["mask"].sum()) > 0  # foreground oversampling found the tumours
     # refusing to overwrite a non-empty benchmark folder is a one-line error (exit 2)
     assert run("synth", str(raw), "--preset", "tiny") == 2
+
+
+def test_usage_error_is_a_short_message_not_a_traceback(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run("finetune", "--no-such-option") == 2
+    err = capsys.readouterr().err
+    assert "No such option" in err and "Traceback" not in err
