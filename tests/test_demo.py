@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from neurofm.demo import PRETRAINED, SCRATCH, DemoSettings, run_demo
+from neurofm.demo import SCRATCH, DemoSettings, run_demo
+from neurofm.errors import NeuroFMError
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +23,13 @@ def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
     assert index.exists() and index.name == "index.html"
     rows = pd.read_csv(tmp_path / "demo" / "results" / "results.csv")
     assert set(rows["task"]) == {"infarct", "meningioma", "brain_age"}
-    assert set(rows["model"]) == {PRETRAINED, SCRATCH}
+    assert set(rows["model"]) == {"contrastive-pretrained", SCRATCH}
     sites = set(rows["site"])
     assert {"source", "sitea", "siteb"} <= sites
     # every test case of every split has rows for both models
     for task in ("infarct", "meningioma", "brain_age"):
         per_model = rows[rows.task == task].groupby("model")["case"].nunique()
-        assert per_model[PRETRAINED] == per_model[SCRATCH] > 0
+        assert per_model[s.pretrained_name] == per_model[SCRATCH] > 0
     timings = json.loads((tmp_path / "demo" / "timings.json").read_text())
     assert {"synth", "prepare", "pretrain", "report"} <= set(timings["timings_s"])
     viewer = json.loads((tmp_path / "demo" / "results" / "viewer.json").read_text())
@@ -35,3 +37,7 @@ def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
     # a second run reuses every finished stage instead of failing or redoing work
     again = run_demo(tmp_path / "demo", s)
     assert again == index
+    # ... but a finished run made with other settings is refused, not mixed into the results
+    with pytest.raises(NeuroFMError, match="other settings"):
+        run_demo(tmp_path / "demo", replace(s, finetune_steps=7))
+    assert pd.read_csv(tmp_path / "demo" / "results" / "results.csv").equals(rows)

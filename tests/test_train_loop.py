@@ -90,7 +90,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path: Path) -> None:
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
-    scores = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
+    scores = iter([3.0, 2.5, 2.0, 2.6, 2.7, 2.8])  # steps 0 (before training), 5, 10, ...
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         return {"val_loss": next(scores)}
@@ -100,6 +100,34 @@ def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
     assert res.stopped_early and res.steps == 25
     assert res.best_step == 10 and res.best["val_loss"] == 2.0
     assert load_config(tmp_path / "checkpoints/best")["step"] == 10
+    assert [r["step"] for r in read_log(tmp_path, "val")] == [0, 5, 10, 15, 20, 25]
+
+
+def test_initial_weights_win_when_training_only_hurts(tmp_path: Path) -> None:
+    scores = iter([1.0, 2.0, 3.0])
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"val_loss": next(scores)}
+
+    model = make_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    c = cfg(steps=60, eval_every=5, monitor="val_loss", patience=2)
+    res = train(model, mse_step, toy_batches(3), c, tmp_path, {}, SINGLE, evaluate=evaluate)
+    assert res.stopped_early and res.steps == 10 and res.best_step == 0
+    best = load_weights(tmp_path / "checkpoints/best")
+    for k, v in start.items():
+        torch.testing.assert_close(best[k], v, rtol=0, atol=0)
+    assert not torch.equal(model.state_dict()["0.weight"], start["0.weight"])
+
+
+def test_lr_scales_give_each_prefix_its_learning_rate(tmp_path: Path) -> None:
+    model = make_model()
+    frozen_first = {k: v.clone() for k, v in model.state_dict().items()}
+    c = cfg(steps=5, lr=1e-2, warmup_steps=0, lr_scales={"0.": 0.0})
+    train(model, mse_step, toy_batches(4), c, tmp_path, {}, SINGLE)
+    after = model.state_dict()
+    torch.testing.assert_close(after["0.weight"], frozen_first["0.weight"], rtol=0, atol=0)
+    assert not torch.equal(after["2.weight"], frozen_first["2.weight"])
 
 
 def test_checkpoint_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> None:

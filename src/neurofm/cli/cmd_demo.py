@@ -15,6 +15,9 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), help="folder for data, runs, results and report"),
     preset: str = typer.Option("demo", help="synth preset: tiny | demo | full"),
     seed: int = typer.Option(0),
+    objective: str | None = typer.Option(
+        None, help="pretraining objective: contrastive (default) | mae | hybrid | modality"
+    ),
     pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     segmentation_steps: int | None = typer.Option(None, help="meningioma finetuning steps"),
@@ -23,11 +26,14 @@ def demo(
     n_boot: int | None = typer.Option(None, help="bootstrap resamples (1000)"),
     overwrite: bool = typer.Option(False, help="start afresh instead of reusing finished stages"),
 ) -> None:
-    """synth -> prepare -> pretrain (MAE) -> few-shot finetune -> evaluate OOD -> HTML report."""
+    """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report."""
     from neurofm.demo import DemoSettings, run_demo
+    from neurofm.pretrain.objectives import get_objective
 
+    if objective is not None:
+        get_objective(objective)  # unknown names: one-line error before anything runs
     given: dict[str, Any] = {
-        "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+        "objective": objective, "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
         "segmentation_steps": segmentation_steps, "spacing": spacing,
         "workers": workers, "n_boot": n_boot,
     }  # fmt: skip

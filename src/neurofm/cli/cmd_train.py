@@ -93,6 +93,9 @@ def finetune_cmd(
     input_size: int = typer.Option(48, help="whole-volume side (classification/regression)"),
     patch: int = typer.Option(32, help="patch side (segmentation)"),
     lr: float = typer.Option(1e-3),
+    encoder_lr_scale: float = typer.Option(
+        1.0, help="encoder/decoder learning rate = lr x this (e.g. 0.1 for a pretrained one)"
+    ),
     eval_every: int = typer.Option(15, help="validate every N steps"),
     patience: int = typer.Option(4, help="stop after N validations without improvement"),
     workers: int = typer.Option(2),
@@ -114,7 +117,8 @@ def finetune_cmd(
         settings = FinetuneSettings(
             task=task, init=init, mode=mode, shots=shots, preset=preset, head=head,  # type: ignore[arg-type]
             steps=steps, batch_size=batch_size, input_size=input_size, patch_size=patch, lr=lr,
-            workers=workers, seed=seed, eval_every=eval_every, patience=patience,
+            encoder_lr_scale=encoder_lr_scale, workers=workers, seed=seed, eval_every=eval_every,
+            patience=patience,
         )  # fmt: skip
         res = finetune(data, out, settings, dist, resume=resume)
         if dist.is_main:

@@ -11,6 +11,7 @@ every task outputs one channel.
 
 from __future__ import annotations
 
+import torch
 from monai.networks.layers.utils import get_act_layer
 from torch import Tensor, nn
 
@@ -20,12 +21,24 @@ from neurofm.models.unet import Decoder, Encoder, global_pool
 
 
 class PooledHead(nn.Module):
-    """Linear or one-hidden-layer MLP from a pooled embedding to one number per case."""
+    """Linear or one-hidden-layer MLP from a standardised pooled embedding to one number per case.
+
+    ``center``/``scale`` are buffers (saved with the weights) that standardise the embedding, as
+    a scikit-learn ``StandardScaler`` would: pooled features after instance norm sit on large
+    constant offsets with small differences between cases, which a linear layer trained with a
+    few hundred SGD steps does not find (see :func:`neurofm.train.head_init.init_head`, which sets
+    them from the training cases).
+    """
+
+    center: Tensor
+    scale: Tensor
 
     def __init__(
         self, in_dim: int, kind: HeadKind, hidden: int, dropout: float, activation: Activation
     ) -> None:
         super().__init__()
+        self.register_buffer("center", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
         layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         if kind == "mlp":
             layers += [nn.Linear(in_dim, hidden), get_act_layer(act_spec(activation))]
@@ -34,7 +47,7 @@ class PooledHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, embedding: Tensor) -> Tensor:
-        out: Tensor = self.net(embedding).squeeze(-1)
+        out: Tensor = self.net((embedding - self.center) / self.scale).squeeze(-1)
         return out
 
 

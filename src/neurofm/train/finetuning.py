@@ -45,6 +45,7 @@ from neurofm.tasks import TaskSpec, get_task
 from neurofm.train.batches import batch_stream
 from neurofm.train.checkpoint import code_revision, load_config, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
+from neurofm.train.head_init import embed_all, init_head
 from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
 
@@ -67,6 +68,7 @@ class FinetuneSettings:
     batch_size: int = 4
     steps: int = 150
     lr: float = 1e-3
+    encoder_lr_scale: float = 1.0  # encoder (and decoder) learning rate = lr x this
     weight_decay: float = 1e-4
     warmup_steps: int = 10
     val_fraction: float = 0.25
@@ -185,6 +187,26 @@ def validate(
     return {"val_loss": float(np.mean(np.abs(o * target["std"] + target["mean"] - y)))}
 
 
+def _init_head(
+    model: TaskModel,
+    data: PreparedDataset,
+    task: TaskSpec,
+    ids: list[str],
+    s: FinetuneSettings,
+    target: dict[str, float],
+    device: torch.device,
+) -> str:
+    """Standardise the head's input and fit it in closed form (:mod:`neurofm.train.head_init`)."""
+    ds = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
+    samples = [ds[i] for i in range(len(ds))]
+    model.to(device)
+    emb = embed_all(model, [x["image"] for x in samples], device)
+    y = np.asarray([float(x["target"][0]) for x in samples])
+    if task.kind == "regression":
+        y = (y - target["mean"]) / target["std"]
+    return init_head(model.head, emb, y, task.kind)
+
+
 def finetune(
     data: Path, out: Path, s: FinetuneSettings, dist: DistInfo, *, resume: bool = False
 ) -> LoopResult:
@@ -229,6 +251,9 @@ def finetune(
         pos = sum(float(c.label or 0) for c in train_cases)
         pos_weight = float((len(train_cases) - pos) / max(pos, 1.0))
     seg = task.kind == "segmentation"
+    head_init = "none (segmentation)"
+    if not seg and not resume:
+        head_init = _init_head(model, prepared, task, train_ids, s, target, dist.device)
     dataset = PatchDataset(
         prepared,
         s.patch_size if seg else s.input_size,
@@ -262,6 +287,7 @@ def finetune(
         "target": target,
         "threshold": 0.5,
         "init": init_name,
+        "head_init": head_init,
         "recipe": asdict(s),
         "train_cases": train_ids,
         "val_cases": val_ids,
@@ -278,6 +304,7 @@ def finetune(
         eval_every=s.eval_every,
         monitor="val_loss",
         patience=s.patience,
+        lr_scales={"encoder.": s.encoder_lr_scale, "decoder.": s.encoder_lr_scale},
         seed=s.seed,
     )
     result = train(
@@ -293,7 +320,7 @@ def finetune(
         describe=f"finetune {s.task} ({'pretrained' if pretrained else 'scratch'}, {s.mode})",
     )
     if dist.is_main:
-        best = out / "checkpoints" / ("best" if result.best_step > 0 else "last")
+        best = out / "checkpoints" / ("best" if result.best_step >= 0 else "last")
         final = {**config, "steps": result.steps, "best_step": result.best_step, **result.best}
         write_model_files(out, load_weights(best), final)
     return result

@@ -52,6 +52,7 @@ class LoopConfig:
     monitor: str = ""
     monitor_mode: str = "min"
     patience: int = 0
+    lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> factor
     amp: bool = True
     seed: int = 0
 
@@ -84,6 +85,18 @@ def _schedule(cfg: LoopConfig) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _param_groups(model: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
+    """Trainable parameters grouped by learning rate: ``cfg.lr`` times the factor of the first
+    matching prefix in ``cfg.lr_scales`` (e.g. ``{"encoder.": 0.1}`` finetunes a pretrained
+    encoder ten times slower than its fresh head)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            factor = next((f for k, f in cfg.lr_scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault(factor, []).append(p)
+    return [{"params": ps, "lr": cfg.lr * f} for f, ps in groups.items()]
 
 
 def _to_device(batch: Batch, device: torch.device) -> Batch:
@@ -119,7 +132,9 @@ def train(
     model.to(device)
     seed_everything(cfg.seed + dist.rank)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + dist.rank)
     start, best, best_step, bad_evals = 0, dict[str, float](), -1, 0
@@ -176,9 +191,16 @@ def train(
         disable=not (show_progress and dist.is_main),
         transient=False,
     )
-    wrapped.train()
     with progress, log:
         task = progress.add_task(describe, total=cfg.steps, completed=start, info="")
+        if evaluate is not None and cfg.eval_every and start == 0:
+            # the starting point is a candidate too: if training only makes the held-out score
+            # worse (a good pretrained initialisation), the run keeps its initial weights
+            best, best_step = evaluate(model), 0
+            log.log(0, best, phase="val")
+            if dist.is_main:
+                save_checkpoint(ckpt_dir / "best", model.state_dict(), {**config, "step": 0})
+        wrapped.train()
         it = batches(start)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()

@@ -148,12 +148,6 @@ def pretrain(
         monitor="probe_mae",
         seed=settings.seed,
     )
-    if probe is not None and dist.is_main and not resume:
-        model.to(dist.device)
-        from neurofm.train.runlog import RunLog
-
-        with RunLog(out) as log:
-            log.log(0, evaluate(model), phase="val")
     result = train(
         model,
         objective,
