@@ -252,7 +252,8 @@ def finetune(
         pos_weight = float((len(train_cases) - pos) / max(pos, 1.0))
     seg = task.kind == "segmentation"
     head_init = "none (segmentation)"
-    if not seg and not resume:
+    resuming = resume and (out / "checkpoints" / "last" / "train_state.pt").exists()
+    if not seg and not resuming:  # a resumed run restores its head from the checkpoint
         head_init = _init_head(model, prepared, task, train_ids, s, target, dist.device)
     dataset = PatchDataset(
         prepared,
