@@ -79,7 +79,8 @@ def test_finetune_modes(mode: str, pretrained: Path, tiny_prepared: Path, tmp_pa
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["input_sequences"] == ["dwi_b1000", "flair", "adc", "swi|t2s"]
     pre = load_file(str(pretrained / "model.safetensors"))
-    ft = load_file(str(out / "model.safetensors"))
+    # the last checkpoint, not the run's model: early stopping may keep the step-0 weights
+    ft = load_file(str(out / "checkpoints" / "last" / "model.safetensors"))
     # channel adaptation: 1 pretrained input channel -> 4: DWI gets the kernel, the rest zero
     stem = "encoder.stem.conv.weight"
     assert ft[stem].shape[1] == 4

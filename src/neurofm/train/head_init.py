@@ -5,16 +5,19 @@ almost nothing before early stopping (demo data: brain-age validation MAE stayed
 mean-predictor level, ~19 years, for a frozen contrastive encoder whose ridge probe reaches 9.5).
 So before any finetuning step the head's embedding standardisation is set from the training
 cases and, for a linear head, its weights are the scikit-learn fit on those embeddings —
-``RidgeCV`` for regression (standardised targets), ``LogisticRegressionCV`` with balanced class
-weights for classification — the "linear probe, then finetune" recipe (LP-FT, Kumar et al.
-2022). Scratch and pretrained models get the same treatment, so comparisons stay fair.
+``RidgeCV`` for regression (standardised targets), logistic regression with balanced class
+weights (C chosen by cross-validated log-loss) for classification — the "linear probe, then
+finetune" recipe (LP-FT, Kumar et al. 2022). Scratch and pretrained models get the same
+treatment, so comparisons stay fair.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
 from torch import Tensor, nn
 
 from neurofm.models.heads import PooledHead, TaskModel
@@ -28,6 +31,25 @@ def embed_all(model: TaskModel, images: list[Tensor], device: torch.device) -> n
     out = [model.embed(x[None].to(device))[0].cpu().numpy() for x in images]
     model.train(was_training)
     return np.stack(out).astype(np.float64)
+
+
+def _logistic_c(z: np.ndarray, labels: np.ndarray, folds: int) -> float:
+    """Inverse regularisation strength with the lowest cross-validated log-loss.
+
+    Written out rather than ``LogisticRegressionCV``, whose arguments and fitted attributes change
+    across the scikit-learn versions this project accepts (>= 1.4).
+    """
+    cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    best, best_loss = 1.0, np.inf
+    for c in np.logspace(-3, 2, 11):
+        prob = np.zeros(len(labels))
+        for fit, held in cv.split(z, labels):
+            m = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+            prob[held] = m.fit(z[fit], labels[fit]).predict_proba(z[held])[:, 1]
+        loss = log_loss(labels, prob, labels=[0, 1])
+        if loss < best_loss - 1e-12:
+            best, best_loss = float(c), loss
+    return best
 
 
 @torch.no_grad()
@@ -55,10 +77,9 @@ def init_head(head: nn.Module, embeddings: np.ndarray, targets: np.ndarray, kind
         folds = min(folds, int(np.bincount(labels, minlength=2).min()))
         if folds < 2:
             return "head standardised (too few cases of a class for a closed-form fit)"
-        clf = LogisticRegressionCV(
-            Cs=np.logspace(-3, 2, 11), cv=folds, class_weight="balanced", max_iter=5000
-        ).fit(z, labels)
-        w, b, what = clf.coef_[0], float(clf.intercept_[0]), f"logistic C={clf.C_[0]:.3g}"
+        c = _logistic_c(z, labels, folds)
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(z, labels)
+        w, b, what = clf.coef_[0], float(clf.intercept_[0]), f"logistic C={c:.3g}"
     else:
         reg = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=folds).fit(z, targets)
         w, b, what = reg.coef_, float(reg.intercept_), f"ridge alpha={reg.alpha_:.3g}"
