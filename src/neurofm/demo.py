@@ -141,8 +141,11 @@ def comparison_table(
     (positive = pretrained better, in the metric's units)."""
     from neurofm.metrics import METRICS, TASK_METRICS
 
-    table = Table(title="Out-of-domain few-shot results (synthetic stand-in benchmark)")
-    for col in ("task", "site", "metric", pretrained, SCRATCH, "gain [95% CI]", "CI-separated"):
+    table = Table(
+        title="Out-of-domain few-shot results (synthetic stand-in benchmark)",
+        caption=f"pretrained = {pretrained}; gain > 0: pretrained better",
+    )
+    for col in ("task", "site", "metric", "pretrained", SCRATCH, "gain [95% CI]", "separated"):
         table.add_column(col)
     for task in [t for t in TASKS if t in set(summary["task"])]:
         metric = TASK_METRICS[task][0]

@@ -1,0 +1,52 @@
+"""The demo's terminal table: gain signs follow the metric's direction, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from neurofm.demo import SCRATCH, comparison_table
+from neurofm.results import summarise
+
+
+def _brain_age_rows(offset: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for site in ("sitea", "siteb"):
+        for i in range(30):
+            age = float(rng.uniform(20, 80))
+            err = float(rng.normal(0, 3))
+            for model, pred in (
+                ("contrastive-pretrained", age + err),
+                (SCRATCH, age + err + offset),
+            ):
+                case = f"{site}_{i}"
+                for metric, value in (("age", age), ("pred", pred), ("abs_error", abs(pred - age))):
+                    rows.append(("brain_age", site, case, model, metric, value))
+    return pd.DataFrame(rows, columns=["task", "site", "case", "model", "metric", "value"])
+
+
+def test_lower_mae_is_a_positive_separated_gain() -> None:
+    rows = _brain_age_rows(offset=10.0)  # scratch 10 years further off on every case
+    summary = summarise(rows, n_boot=200, seed=0)
+    table = comparison_table(rows, summary, "contrastive-pretrained", 200, 0)
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    lines = [line for line in text.splitlines() if "brain_age" in line]
+    assert len(lines) == 3  # all, sitea, siteb
+    pooled = rows[rows.metric == "abs_error"].pivot_table(
+        index="case", columns="model", values="value"
+    )
+    expected = (pooled[SCRATCH] - pooled["contrastive-pretrained"]).mean()
+    assert f"+{expected:.3f}" in lines[0] and "│ yes" in lines[0]
+
+
+def test_no_difference_is_not_separated() -> None:
+    rows = _brain_age_rows(offset=0.0)
+    summary = summarise(rows, n_boot=200, seed=0)
+    console = Console(width=200, record=True)
+    console.print(comparison_table(rows, summary, "contrastive-pretrained", 200, 0))
+    lines = [line for line in console.export_text().splitlines() if "brain_age" in line]
+    assert lines and all("│ no " in line for line in lines)
