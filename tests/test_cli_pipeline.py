@@ -42,3 +42,10 @@ def test_usage_error_is_a_short_message_not_a_traceback(capsys) -> None:  # type
     assert run("finetune", "--no-such-option") == 2
     err = capsys.readouterr().err
     assert "No such option" in err and "Traceback" not in err
+
+
+def test_demo_unknown_objective_fails_before_writing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "demo"
+    assert run("demo", "--out", str(out), "--objective", "byol") == 2
+    assert "unknown objective 'byol'" in capsys.readouterr().err
+    assert not out.exists()
