@@ -48,3 +48,23 @@ def test_logistic_init_separates_classes_and_mlp_is_only_standardised() -> None:
     assert "MLP" in init_head(mlp, x, labels, "classification")
     np.testing.assert_allclose(mlp.center.numpy(), x.mean(0), rtol=1e-5)
     np.testing.assert_allclose(mlp.scale.numpy(), x.std(0), rtol=1e-5)
+
+
+def test_augmented_copies_are_grouped_by_case() -> None:
+    x, y = _data(2)
+    rng = np.random.default_rng(3)
+    copies = np.concatenate([x + rng.normal(0, 0.01, x.shape) for _ in range(4)])
+    targets, groups = np.tile(y, 4), np.tile(np.arange(len(y)), 4)
+    head = PooledHead(6, "linear", 8, 0.0, "relu")
+    info = init_head(head, copies, targets, "regression", groups)
+    assert "on 160 embeddings of 40 training cases" in info
+    alpha = float(info.split("alpha=")[1].split()[0])
+    z = StandardScaler().fit_transform(copies)
+    with torch.no_grad():
+        got = head(torch.as_tensor(copies, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, Ridge(alpha=alpha).fit(z, targets).predict(z), atol=1e-3)
+    # classification with too few cases of a class (counted in cases, not rows) is not fitted
+    labels = (np.arange(40) < 1).astype(float)
+    few = init_head(PooledHead(6, "linear", 8, 0.0, "relu"), copies, np.tile(labels, 4),
+                    "classification", groups)  # fmt: skip
+    assert "too few cases" in few

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -87,8 +89,21 @@ def test_same_generator_seed_same_loss() -> None:
 
 def test_view_augment_identity_and_variation() -> None:
     x = _batch(1)["image"]
-    off = ViewAugment(flip=False, crop=None, scale=(1.0, 1.0), shift=(0.0, 0.0), noise_std=0.0)
+    off = ViewAugment(
+        flip=False,
+        crop=None,
+        scale=(1.0, 1.0),
+        shift=(0.0, 0.0),
+        noise_std=0.0,
+        lowres_prob=0.0,
+    )
     torch.testing.assert_close(off(x, torch.Generator()), x)
+    # simulated low resolution alone: same shape, less voxel-to-voxel variation (blur)
+    blur = replace(off, lowres_prob=1.0)(x, torch.Generator().manual_seed(0))
+    assert blur.shape == x.shape
+    assert (blur.diff(dim=-1).abs().mean() + blur.diff(dim=-2).abs().mean()) < (
+        x.diff(dim=-1).abs().mean() + x.diff(dim=-2).abs().mean()
+    )
     aug = ViewAugment()
     v1 = aug(x, torch.Generator().manual_seed(0))
     v2 = aug(x, torch.Generator().manual_seed(0))

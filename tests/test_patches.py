@@ -16,6 +16,7 @@ from neurofm.data.augment import (
     apply_augment,
     bias_field,
     sample_augment,
+    simulate_low_resolution,
 )
 from neurofm.data.cache import PreparedDataset, write_case, write_manifest
 from neurofm.data.patches import PatchDataset, centre_start, make_loader
@@ -204,6 +205,27 @@ def test_intensity_augmentations() -> None:
     f = bias_field((20, 20, 20), 3, coeffs)
     assert f.min() > 0 and not torch.allclose(f, torch.ones_like(f))
     assert (f[1:] / f[:-1]).log().abs().max() < 0.25  # smooth: < 25 % change per voxel
+
+
+def test_low_resolution_simulation_blurs_along_the_thick_axis_only() -> None:
+    # a volume that alternates along z: 2x thicker slices average neighbouring pairs away
+    z = torch.arange(16, dtype=torch.float32) % 2
+    x = z.view(1, 1, 1, 16).expand(2, 8, 8, 16).contiguous()
+    thick = simulate_low_resolution(x, (1.0, 1.0, 2.0))
+    assert thick.shape == x.shape
+    torch.testing.assert_close(thick, torch.full_like(x, 0.5))
+    # along x nothing varies, so thicker "slices" in x change nothing
+    torch.testing.assert_close(simulate_low_resolution(x, (2.0, 1.0, 1.0)), x)
+    assert simulate_low_resolution(x, (1.0, 1.0, 1.0)) is x
+    # as a sampled augmentation: drawn only with its probability, applied to the image only
+    mask = (x[:1] > 0.5).float()
+    out, m = apply_augment(x, mask, AugmentParams(lowres=(1.0, 1.0, 2.0)))
+    torch.testing.assert_close(out, thick)
+    assert m is not None and torch.equal(m, mask)
+    never = AugmentConfig(lowres_prob=0.0)
+    assert sample_augment(never, np.random.default_rng(0), 1).lowres == (1.0, 1.0, 1.0)
+    always = sample_augment(AugmentConfig(lowres_prob=1.0), np.random.default_rng(0), 1)
+    assert all(1.0 <= f <= 2.5 for f in always.lowres) and always.lowres != (1.0, 1.0, 1.0)
 
 
 def test_loader_is_seeded_and_batches(men: PreparedDataset) -> None:

@@ -69,6 +69,7 @@ class FinetuneSettings:
     steps: int = 150
     lr: float = 1e-3
     encoder_lr_scale: float = 1.0  # encoder (and decoder) learning rate = lr x this
+    probe_augmented: int = 3  # augmented copies per case in the closed-form head fit
     weight_decay: float = 1e-4
     warmup_steps: int = 10
     val_fraction: float = 0.25
@@ -196,15 +197,25 @@ def _init_head(
     target: dict[str, float],
     device: torch.device,
 ) -> str:
-    """Standardise the head's input and fit it in closed form (:mod:`neurofm.train.head_init`)."""
-    ds = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
-    samples = [ds[i] for i in range(len(ds))]
+    """Standardise the head's input and fit it in closed form (:mod:`neurofm.train.head_init`)
+    on each training case as it is plus ``s.probe_augmented`` augmented copies, so the fit does
+    not lean on what augmentation varies (resolution, bias field, contrast, noise)."""
+    n = len(ids)
+    plain = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
+    samples = [plain[i] for i in range(n)]
+    if s.probe_augmented:
+        augmented = PatchDataset(
+            data, s.input_size, task=task.name, whole_volume=True, cases=ids,
+            augment=AugmentConfig(), samples_per_epoch=n * s.probe_augmented, seed=s.seed,
+        )  # fmt: skip
+        samples += [augmented[i] for i in range(len(augmented))]
     model.to(device)
     emb = embed_all(model, [x["image"] for x in samples], device)
     y = np.asarray([float(x["target"][0]) for x in samples])
     if task.kind == "regression":
         y = (y - target["mean"]) / target["std"]
-    return init_head(model.head, emb, y, task.kind)
+    groups = np.arange(len(samples)) % n
+    return init_head(model.head, emb, y, task.kind, groups)
 
 
 def finetune(

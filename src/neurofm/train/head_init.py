@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from torch import Tensor, nn
 
 from neurofm.models.heads import PooledHead, TaskModel
@@ -33,17 +33,18 @@ def embed_all(model: TaskModel, images: list[Tensor], device: torch.device) -> n
     return np.stack(out).astype(np.float64)
 
 
-def _logistic_c(z: np.ndarray, labels: np.ndarray, folds: int) -> float:
+def _logistic_c(z: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int) -> float:
     """Inverse regularisation strength with the lowest cross-validated log-loss.
 
     Written out rather than ``LogisticRegressionCV``, whose arguments and fitted attributes change
     across the scikit-learn versions this project accepts (>= 1.4).
     """
-    cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=0)
+    splits = list(cv.split(z, labels, groups))
     best, best_loss = 1.0, np.inf
     for c in np.logspace(-3, 2, 11):
         prob = np.zeros(len(labels))
-        for fit, held in cv.split(z, labels):
+        for fit, held in splits:
             m = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
             prob[held] = m.fit(z[fit], labels[fit]).predict_proba(z[held])[:, 1]
         loss = log_loss(labels, prob, labels=[0, 1])
@@ -53,11 +54,19 @@ def _logistic_c(z: np.ndarray, labels: np.ndarray, folds: int) -> float:
 
 
 @torch.no_grad()
-def init_head(head: nn.Module, embeddings: np.ndarray, targets: np.ndarray, kind: str) -> str:
+def init_head(
+    head: nn.Module,
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    kind: str,
+    groups: np.ndarray | None = None,
+) -> str:
     """Set ``head``'s standardisation from ``embeddings`` and, for a linear head, its weights
     from a cross-validated linear fit of ``targets`` (standardised ages or 0/1 labels).
 
-    Returns a one-line description for the run log.
+    ``groups`` names the case of each row when a case contributes several (augmented) rows:
+    cross-validation folds then keep a case's rows together. Returns a one-line description for
+    the run log.
     """
     if not isinstance(head, PooledHead):
         raise TypeError(f"init_head needs a PooledHead, got {type(head).__name__}")
@@ -71,18 +80,22 @@ def init_head(head: nn.Module, embeddings: np.ndarray, targets: np.ndarray, kind
     if hidden or not isinstance(linear, nn.Linear):
         return "head standardised (MLP head: weights stay randomly initialised)"
     z = (embeddings - center) / scale
-    folds = max(2, min(5, len(targets) // 2))
+    groups = np.arange(len(targets)) if groups is None else np.asarray(groups)
+    n_cases = len(np.unique(groups))
+    folds = max(2, min(5, n_cases // 2))
     if kind == "classification":
         labels = targets.astype(int)
-        folds = min(folds, int(np.bincount(labels, minlength=2).min()))
+        per_class = [len(np.unique(groups[labels == v])) for v in (0, 1)]
+        folds = min(folds, min(per_class))
         if folds < 2:
             return "head standardised (too few cases of a class for a closed-form fit)"
-        c = _logistic_c(z, labels, folds)
+        c = _logistic_c(z, labels, groups, folds)
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(z, labels)
         w, b, what = clf.coef_[0], float(clf.intercept_[0]), f"logistic C={c:.3g}"
     else:
-        reg = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=folds).fit(z, targets)
+        splits = list(GroupKFold(folds).split(z, targets, groups))
+        reg = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=splits).fit(z, targets)
         w, b, what = reg.coef_, float(reg.intercept_), f"ridge alpha={reg.alpha_:.3g}"
     linear.weight.copy_(torch.as_tensor(w, dtype=linear.weight.dtype).view_as(linear.weight))
     linear.bias.fill_(b)
-    return f"head initialised by {what} on {len(targets)} training embeddings"
+    return f"head initialised by {what} on {len(targets)} embeddings of {n_cases} training cases"
