@@ -21,11 +21,15 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from torch import Tensor, nn
 
 from neurofm.models.heads import PooledHead, TaskModel
+from neurofm.pretrain.objectives import PretrainModel
 
 
 @torch.no_grad()
-def embed_all(model: TaskModel, images: list[Tensor], device: torch.device) -> np.ndarray:
-    """Pooled embeddings ``(N, D)`` of whole-volume images ``(C, X, Y, Z)``, in eval mode."""
+def embed_all(
+    model: TaskModel | PretrainModel, images: list[Tensor], device: torch.device
+) -> np.ndarray:
+    """Pooled embeddings ``(N, D)`` of whole-volume images ``(C, X, Y, Z)``, in eval mode
+    (``model.embed``: the global-average-pooled bottleneck)."""
     was_training = model.training
     model.eval()
     out = [model.embed(x[None].to(device))[0].cpu().numpy() for x in images]

@@ -29,6 +29,7 @@ from neurofm.pretrain.objectives import build_pretrain_model, get_objective
 from neurofm.train.batches import batch_stream
 from neurofm.train.checkpoint import code_revision, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
+from neurofm.train.head_init import embed_all
 from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
 
@@ -62,21 +63,11 @@ def pretrain_subset(data: Path) -> Path:
     raise NeuroFMError(data, "no prepared pretraining data (run `neurofm prepare` first)")
 
 
-@torch.no_grad()
-def embed_cases(
-    encoder: nn.Module, dataset: PatchDataset, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled bottleneck embeddings and ages of every case of a whole-volume dataset."""
-    was_training = encoder.training
-    encoder.eval()
-    feats, targets = [], []
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        x = sample["image"][None].to(device)
-        feats.append(encoder(x)[-1].mean(dim=(2, 3, 4)).cpu().numpy()[0])
-        targets.append(float(dataset.cases[dataset.case_index(i)].age or 0.0))
-    encoder.train(was_training)
-    return np.stack(feats), np.asarray(targets)
+def probe_inputs(dataset: PatchDataset) -> tuple[list[torch.Tensor], np.ndarray]:
+    """Whole-volume images and ages of every case of the probe dataset."""
+    images = [dataset[i]["image"] for i in range(len(dataset))]
+    ages = [float(dataset.cases[dataset.case_index(i)].age or 0.0) for i in range(len(dataset))]
+    return images, np.asarray(ages)
 
 
 def probe_mae(embeddings: np.ndarray, ages: np.ndarray, seed: int = 0) -> float:
@@ -134,8 +125,8 @@ def pretrain(
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         assert probe is not None
-        emb, ages = embed_cases(model.encoder, probe, dist.device)
-        return {"probe_mae": probe_mae(emb, ages, settings.seed)}
+        images, ages = probe_inputs(probe)
+        return {"probe_mae": probe_mae(embed_all(model, images, dist.device), ages, settings.seed)}
 
     loop = LoopConfig(
         steps=settings.steps,
