@@ -13,6 +13,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from neurofm.synth.anatomy import Grid, make_grid, render_anatomy, sample_anatomy, slab_average
+from neurofm.synth.benchmark import get_preset
+from neurofm.synth.contrast import BASE, MAGNITUDE, sample_contrast
 from neurofm.synth.lesions import sample_infarct, sample_meningioma
 from neurofm.synth.session import SessionSpec, session_contrast, synthesize_session
 from neurofm.synth.sites import Box, bias_field, make_site, rician, rigid_resample
@@ -157,3 +159,24 @@ def test_site_artefacts() -> None:
 
     thick = slab_average(np.arange(8, dtype=np.float32).reshape(1, 1, 8), 4)
     assert thick.ravel().tolist() == [1.5, 5.5]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo", "full"])
+def test_site_grey_white_ratio_stays_within_design_range(preset: str) -> None:
+    """DESIGN §3: vendor grey/white contrast ±15 % — measured as the GM/WM signal ratio."""
+    for site in get_preset(preset).sites():
+        for seq in MAGNITUDE:
+            base = BASE[seq][0] / BASE[seq][1]
+            ratio = site.contrast[seq]["gm"] / site.contrast[seq]["wm"]
+            assert abs(ratio / base - 1.0) <= 0.15, (preset, site.name, seq, ratio, base)
+
+
+def test_contrast_jitter_leaves_grey_white_ratio_to_the_contrast_factor() -> None:
+    rng = np.random.default_rng(0)
+    for gw in (0.85, 1.0, 1.15):
+        table = sample_contrast(rng, gw, 0.3)  # pretraining-size jitter
+        for seq in MAGNITUDE:
+            base = BASE[seq][0] / BASE[seq][1]
+            ratio = table[seq]["gm"] / table[seq]["wm"]
+            assert ratio == pytest.approx(1.0 + (base - 1.0) * gw, rel=1e-6)
+        assert table["t1"]["wm"] != pytest.approx(BASE["t1"][1], rel=1e-3)  # still jittered

@@ -3,7 +3,7 @@
 A site fixes voxel size and slice thickness, bias-field strength, SNR, its vendor contrast (a
 perturbed contrast table with a grey/white contrast factor), intensity scale, inter-sequence
 misregistration, skull-stripping residue and how often it acquires SWI rather than T2*. The
-ranges follow DESIGN.md §3: bias 10–40 %, SNR 10–40, GM/WM contrast ±15 %, slices up to ~6 mm.
+ranges follow DESIGN.md §3: bias 10–40 %, SNR 10–40, GM/WM signal ratio ±15 %, slices up to ~6 mm.
 
 The acquisition model (``session.synthesize_session``), applied to a noise-free render on an
 isotropic grid: thick slices (mean of ``slice_factor`` slices along z, written at that
