@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from neurofm.demo import SCRATCH, DemoSettings, run_demo
+from neurofm.demo import PRETRAINED, SCRATCH, DemoSettings, run_demo
 from neurofm.errors import NeuroFMError
 
 pytestmark = pytest.mark.slow
@@ -23,15 +23,24 @@ def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
     assert index.exists() and index.name == "index.html"
     rows = pd.read_csv(tmp_path / "demo" / "results" / "results.csv")
     assert set(rows["task"]) == {"infarct", "meningioma", "brain_age"}
-    assert set(rows["model"]) == {"contrastive-pretrained", SCRATCH}
+    assert set(rows["model"]) == {PRETRAINED, SCRATCH}
     sites = set(rows["site"])
     assert {"source", "sitea", "siteb"} <= sites
     # every test case of every split has rows for both models
     for task in ("infarct", "meningioma", "brain_age"):
         per_model = rows[rows.task == task].groupby("model")["case"].nunique()
-        assert per_model[s.pretrained_name] == per_model[SCRATCH] > 0
+        assert per_model[PRETRAINED] == per_model[SCRATCH] > 0
     timings = json.loads((tmp_path / "demo" / "timings.json").read_text())
-    assert {"synth", "prepare", "pretrain", "report"} <= set(timings["timings_s"])
+    assert {"synth", "prepare", "report"} <= set(timings["timings_s"])
+    # infarct and brain age start from the contrastive run, meningioma from the MAE run
+    assert {"pretrain contrastive", "pretrain mae"} <= set(timings["timings_s"])
+    runs = tmp_path / "demo" / "runs"
+    inits = {
+        t: json.loads((runs / f"{t}-pretrained" / "config.json").read_text())["recipe"]["init"]
+        for t in ("infarct", "meningioma")
+    }
+    assert inits["infarct"].endswith("pretrain-contrastive")
+    assert inits["meningioma"].endswith("pretrain-mae")
     viewer = json.loads((tmp_path / "demo" / "results" / "viewer.json").read_text())
     assert viewer and viewer[0]["task"] == "meningioma"
     # a second run reuses every finished stage instead of failing or redoing work

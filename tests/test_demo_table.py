@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from neurofm.demo import SCRATCH, comparison_table
+from neurofm.demo import SCRATCH, DemoSettings, comparison_table
 from neurofm.results import summarise
 
 
@@ -50,3 +50,16 @@ def test_no_difference_is_not_separated() -> None:
     console.print(comparison_table(rows, summary, "contrastive-pretrained", 200, 0))
     lines = [line for line in console.export_text().splitlines() if "brain_age" in line]
     assert lines and all("│ no " in line for line in lines)
+
+
+def test_caption_names_each_tasks_pretraining() -> None:
+    s = DemoSettings()
+    assert s.objective_for("meningioma") == "mae" and s.objective_for("brain_age") == "contrastive"
+    assert s.pretrain_settings("mae").batch_size == s.reconstruction_batch
+    assert s.pretrain_settings("contrastive").batch_size == s.pretrain_batch
+    rows = _brain_age_rows(offset=0.0)
+    console = Console(width=200, record=True)
+    table = comparison_table(rows, summarise(rows, n_boot=50, seed=0), "contrastive-pretrained",
+                             50, 0, s.describe_pretrained())  # fmt: skip
+    console.print(table)
+    assert "contrastive (infarct, brain_age); mae (meningioma)" in console.export_text()

@@ -20,6 +20,7 @@ from neurofm.models import (
     count_flops,
     count_parameters,
     get_preset,
+    global_pool,
     preset_stats,
 )
 
@@ -99,6 +100,28 @@ def test_task_model_outputs(kind: str, head: str, out_shape: tuple[int, ...]) ->
     assert (model.decoder is not None) == (kind == "segmentation")
     if head == "mlp":
         assert sum(isinstance(m, nn.Linear) for m in model.head.modules()) == 2
+
+
+def test_global_pool_modes_match_hand_computation() -> None:
+    x = torch.zeros(1, 2, 4, 4, 4)
+    x[0, 0, 1, 2, 3] = 8.0  # one bright voxel in channel 0
+    x[0, 1] = -1.0
+    assert global_pool(x).tolist() == [[8.0 / 64, -1.0]]
+    assert global_pool(x, "max").tolist() == [[8.0, -1.0]]
+    assert global_pool(x, "avgmax").tolist() == [[8.0 / 64, -1.0, 8.0, -1.0]]
+
+
+def test_avgmax_head_reads_both_poolings_and_configs_default_to_avg() -> None:
+    cfg = TaskModelConfig(UNetConfig(2, 1, (4, 8, 16), (1, 1, 1)), "classification", pool="avgmax")
+    model = build_task_model(cfg)
+    x = torch.randn(3, 2, 16, 16, 16)
+    assert cfg.embed_dim == 32 and model.embed(x).shape == (3, 32)
+    torch.testing.assert_close(model(x), model.head(model.embed(x)))
+    old = cfg.to_dict()
+    del old["pool"]  # a config written before pooling was configurable
+    assert TaskModelConfig.from_dict(old).pool == "avg"
+    with pytest.raises(NeuroFMError, match="pool 'sum'"):
+        TaskModelConfig(SMALL, "classification", pool="sum")  # type: ignore[arg-type]
 
 
 def test_task_model_encoder_keys_match_unet_encoder() -> None:

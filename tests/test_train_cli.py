@@ -140,11 +140,14 @@ def test_regression_and_classification_predictions(
 ) -> None:
     for task in ("brain_age", "infarct"):
         run = tmp_path / task
-        args = ["--task", task, "--init", pretrained, "--out", run, "--input-size", "32"]
+        pool = "avgmax" if task == "infarct" else "avg"
+        args = ["--task", task, "--init", pretrained, "--out", run, "--input-size", "32",
+                "--pool", pool]  # fmt: skip
         assert cli("finetune", tiny_prepared, *args, *FAST) == 0
         split = tiny_benchmark / task / "test"
         assert cli("predict", "--task", task, "--model", run, "--input", split,
                    "--output", tmp_path / f"p_{task}") == 0  # fmt: skip
+        assert json.loads((run / "config.json").read_text())["model"]["pool"] == pool
         values = [float(p.read_text()) for p in (tmp_path / f"p_{task}").glob("*.txt")]
         assert len(values) == len([p for p in split.iterdir() if p.is_dir()])
         if task == "infarct":

@@ -16,7 +16,12 @@ def demo(
     preset: str = typer.Option("demo", help="synth preset: tiny | demo | full"),
     seed: int = typer.Option(0),
     objective: str | None = typer.Option(
-        None, help="pretraining objective: contrastive (default) | mae | hybrid | modality"
+        None,
+        help="pretraining for infarct and brain age: contrastive (default) | mae | hybrid "
+        "| modality",
+    ),
+    segmentation_objective: str | None = typer.Option(
+        None, help="pretraining for meningioma: mae (default) | hybrid | modality | contrastive"
     ),
     pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
@@ -30,10 +35,12 @@ def demo(
     from neurofm.demo import DemoSettings, run_demo
     from neurofm.pretrain.objectives import get_objective
 
-    if objective is not None:
-        get_objective(objective)  # unknown names: one-line error before anything runs
+    for name in (objective, segmentation_objective):
+        if name is not None:
+            get_objective(name)  # unknown names: one-line error before anything runs
     given: dict[str, Any] = {
-        "objective": objective, "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+        "objective": objective, "segmentation_objective": segmentation_objective,
+        "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
         "segmentation_steps": segmentation_steps, "spacing": spacing,
         "workers": workers, "n_boot": n_boot,
     }  # fmt: skip

@@ -88,6 +88,7 @@ def finetune_cmd(
     out: Path = typer.Option(..., help="run folder"),
     preset: str = typer.Option("tiny", help="backbone preset when --init scratch"),
     head: str = typer.Option("linear", help="linear | mlp (classification/regression)"),
+    pool: str = typer.Option("avg", help="avg | max | avgmax: how the bottleneck is pooled"),
     steps: int = typer.Option(150),
     batch_size: int = typer.Option(4),
     input_size: int = typer.Option(48, help="whole-volume side (classification/regression)"),
@@ -113,12 +114,14 @@ def finetune_cmd(
         raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
     if head not in ("linear", "mlp"):
         raise NeuroFMError(None, f"unknown head {head!r} (use linear or mlp)")
+    if pool not in ("avg", "max", "avgmax"):
+        raise NeuroFMError(None, f"unknown pool {pool!r} (use avg, max or avgmax)")
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
         settings = FinetuneSettings(
             task=task, init=init, mode=mode, shots=shots, preset=preset, head=head,  # type: ignore[arg-type]
             steps=steps, batch_size=batch_size, input_size=input_size, patch_size=patch, lr=lr,
             encoder_lr_scale=encoder_lr_scale, workers=workers, seed=seed, eval_every=eval_every,
-            patience=patience,
+            patience=patience, pool=pool,  # type: ignore[arg-type]
         )  # fmt: skip
         res = finetune(data, out, settings, dist, resume=resume)
         if dist.is_main:

@@ -16,6 +16,7 @@ from neurofm.tasks import TaskKind
 Norm = Literal["instance", "batch"]
 Activation = Literal["leakyrelu", "relu", "gelu"]
 HeadKind = Literal["linear", "mlp"]
+PoolKind = Literal["avg", "max", "avgmax"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ class TaskModelConfig:
     ``head`` is the pooled-embedding head of classification/regression (segmentation always
     uses the U-Net decoder + a 1x1x1 conv). ``adapter_rank > 0`` inserts zero-initialised
     residual bottleneck adapters of that width after every encoder stage (needed for the
-    ``adapter`` training mode); 0 means no adapters.
+    ``adapter`` training mode); 0 means no adapters. ``pool`` is how the bottleneck becomes the
+    head's embedding (:func:`~neurofm.models.unet.global_pool`).
     """
 
     backbone: UNetConfig = field(default_factory=UNetConfig)
@@ -110,9 +112,12 @@ class TaskModelConfig:
     head_hidden: int = 128
     head_dropout: float = 0.0
     adapter_rank: int = 0
+    pool: PoolKind = "avg"
 
     def __post_init__(self) -> None:
         where = "TaskModelConfig"
+        if self.pool not in get_args(PoolKind):
+            raise NeuroFMError(where, f"pool {self.pool!r} not in {get_args(PoolKind)}")
         if self.kind not in get_args(TaskKind):
             raise NeuroFMError(where, f"kind {self.kind!r} not in {get_args(TaskKind)}")
         if self.head not in get_args(HeadKind):
@@ -121,6 +126,11 @@ class TaskModelConfig:
             raise NeuroFMError(
                 where, "head_hidden must be >= 1, head_dropout in [0, 1), adapter_rank >= 0"
             )
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the pooled embedding the head reads."""
+        return self.backbone.embed_dim * (2 if self.pool == "avgmax" else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

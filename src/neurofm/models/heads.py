@@ -73,7 +73,7 @@ class TaskModel(nn.Module):
         else:
             self.decoder = None
             self.head = PooledHead(
-                bb.embed_dim, cfg.head, cfg.head_hidden, cfg.head_dropout, bb.activation
+                cfg.embed_dim, cfg.head, cfg.head_hidden, cfg.head_dropout, bb.activation
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -81,12 +81,12 @@ class TaskModel(nn.Module):
         if self.decoder is not None:
             out: Tensor = self.head(self.decoder(features))
             return out
-        pooled: Tensor = self.head(global_pool(features[-1]))
+        pooled: Tensor = self.head(global_pool(features[-1], self.cfg.pool))
         return pooled
 
     def embed(self, x: Tensor) -> Tensor:
-        """Global-average-pooled bottleneck, ``(B, features[-1])``."""
-        return global_pool(self.encoder(x)[-1])
+        """Pooled bottleneck (``cfg.pool``), ``(B, cfg.embed_dim)``."""
+        return global_pool(self.encoder(x)[-1], self.cfg.pool)
 
     def train(self, mode: bool = True) -> TaskModel:
         """Like ``nn.Module.train`` but a frozen encoder stays in eval mode.

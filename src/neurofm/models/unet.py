@@ -12,6 +12,7 @@ norm needs more than one bottleneck voxel); anything else is a :class:`NeuroFMEr
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from neurofm.errors import NeuroFMError
@@ -22,12 +23,17 @@ from neurofm.models.blocks import (
     encoder_stage,
     up_norm_act,
 )
-from neurofm.models.config import UNetConfig
+from neurofm.models.config import PoolKind, UNetConfig
 
 
-def global_pool(x: Tensor) -> Tensor:
-    """Global average over the spatial axes: ``(B, C, X, Y, Z) -> (B, C)``."""
-    return x.mean(dim=(2, 3, 4))
+def global_pool(x: Tensor, mode: PoolKind = "avg") -> Tensor:
+    """Pool the spatial axes: ``(B, C, X, Y, Z) -> (B, C)`` (``avg``, ``max``) or ``(B, 2C)``
+    (``avgmax``: average then maximum, so a small local finding is not averaged away)."""
+    if mode == "avg":
+        return x.mean(dim=(2, 3, 4))
+    if mode == "max":
+        return x.amax(dim=(2, 3, 4))
+    return torch.cat([x.mean(dim=(2, 3, 4)), x.amax(dim=(2, 3, 4))], dim=1)
 
 
 def check_input(x: Tensor, cfg: UNetConfig) -> None:
