@@ -124,6 +124,19 @@ def test_avgmax_head_reads_both_poolings_and_configs_default_to_avg() -> None:
         TaskModelConfig(SMALL, "classification", pool="sum")  # type: ignore[arg-type]
 
 
+def test_mil_head_is_the_mean_of_the_top_voxel_scores() -> None:
+    torch.manual_seed(0)
+    cfg = TaskModelConfig(UNetConfig(2, 1, (4, 8), (1, 1)), "classification", "mil", mil_top=5)
+    model = build_task_model(cfg).eval()
+    x = torch.randn(2, 2, 8, 8, 8)
+    assert model.decoder is not None
+    voxels = model.head(model.decoder(model.encoder(x))).reshape(2, -1)
+    expected = voxels.sort(dim=1, descending=True).values[:, :5].mean(dim=1)
+    torch.testing.assert_close(model(x), expected)
+    with pytest.raises(NeuroFMError, match="head 'mil' is for classification"):
+        TaskModelConfig(SMALL, "regression", "mil")
+
+
 def test_task_model_encoder_keys_match_unet_encoder() -> None:
     task = TaskModel(TaskModelConfig(SMALL, "regression"))
     unet = build_unet(SMALL)

@@ -95,6 +95,28 @@ def test_finetune_modes(mode: str, pretrained: Path, tiny_prepared: Path, tmp_pa
     assert any("adapters" in k for k in ft) == (mode == "adapter")
 
 
+def test_mil_head_loads_the_pretrained_decoder(
+    pretrained: Path, tiny_prepared: Path, tiny_benchmark: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "mil"
+    args = ["--task", "infarct", "--init", pretrained, "--head", "mil", "--out", run]
+    # 0 steps of training: what the run saves is what it loaded
+    assert (
+        cli("finetune", tiny_prepared, *args, *FAST[2:], "--steps", "0", "--input-size", "32") == 0
+    )
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["head"] == "mil" and cfg["head_init"] == "none (decoder head)"
+    pre = load_file(str(pretrained / "model.safetensors"))
+    ft = load_file(str(run / "model.safetensors"))
+    decoder = [k for k in pre if k.startswith("decoder.")]
+    assert decoder and all(torch.equal(pre[k], ft[k]) for k in decoder)
+    split = tiny_benchmark / "infarct" / "test"
+    assert cli("predict", "--task", "infarct", "--model", run, "--input", split,
+               "--output", tmp_path / "p") == 0  # fmt: skip
+    values = [float(p.read_text()) for p in (tmp_path / "p").glob("*.txt")]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+
+
 def test_scratch_probe_is_refused(tiny_prepared: Path, tmp_path: Path) -> None:
     args = ["--task", "infarct", "--mode", "probe", "--out", tmp_path / "x", *FAST]
     assert cli("finetune", tiny_prepared, *args) == 2

@@ -87,7 +87,9 @@ def finetune_cmd(
     shots: int | None = typer.Option(None, help="use only N labelled training cases"),
     out: Path = typer.Option(..., help="run folder"),
     preset: str = typer.Option("tiny", help="backbone preset when --init scratch"),
-    head: str = typer.Option("linear", help="linear | mlp (classification/regression)"),
+    head: str = typer.Option(
+        "linear", help="linear | mlp (classification/regression) | mil (classification)"
+    ),
     pool: str = typer.Option("avg", help="avg | max | avgmax: how the bottleneck is pooled"),
     steps: int = typer.Option(150),
     batch_size: int = typer.Option(4),
@@ -112,8 +114,8 @@ def finetune_cmd(
     get_task(task)
     if mode not in ("full", "probe", "adapter"):
         raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
-    if head not in ("linear", "mlp"):
-        raise NeuroFMError(None, f"unknown head {head!r} (use linear or mlp)")
+    if head not in ("linear", "mlp", "mil"):
+        raise NeuroFMError(None, f"unknown head {head!r} (use linear, mlp or mil)")
     if pool not in ("avg", "max", "avgmax"):
         raise NeuroFMError(None, f"unknown pool {pool!r} (use avg, max or avgmax)")
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

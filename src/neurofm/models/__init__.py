@@ -10,7 +10,7 @@ Typical use::
 
 from neurofm.models.adapters import AdaptMode, configure_trainable, trainable_parameters
 from neurofm.models.channels import LoadReport, adapt_input_kernel, load_encoder_weights
-from neurofm.models.config import PoolKind, TaskModelConfig, UNetConfig
+from neurofm.models.config import HeadKind, PoolKind, TaskModelConfig, UNetConfig
 from neurofm.models.flops import PresetStats, count_flops, count_parameters, preset_stats
 from neurofm.models.heads import PooledHead, TaskModel
 from neurofm.models.registry import (
@@ -27,6 +27,7 @@ __all__ = [
     "AdaptMode",
     "Decoder",
     "Encoder",
+    "HeadKind",
     "LoadReport",
     "PoolKind",
     "PooledHead",

@@ -15,7 +15,7 @@ from neurofm.tasks import TaskKind
 
 Norm = Literal["instance", "batch"]
 Activation = Literal["leakyrelu", "relu", "gelu"]
-HeadKind = Literal["linear", "mlp"]
+HeadKind = Literal["linear", "mlp", "mil"]
 PoolKind = Literal["avg", "max", "avgmax"]
 
 
@@ -100,10 +100,13 @@ class TaskModelConfig:
     """A backbone plus a head for one task kind.
 
     ``head`` is the pooled-embedding head of classification/regression (segmentation always
-    uses the U-Net decoder + a 1x1x1 conv). ``adapter_rank > 0`` inserts zero-initialised
-    residual bottleneck adapters of that width after every encoder stage (needed for the
-    ``adapter`` training mode); 0 means no adapters. ``pool`` is how the bottleneck becomes the
-    head's embedding (:func:`~neurofm.models.unet.global_pool`).
+    uses the U-Net decoder + a 1x1x1 conv), or ``mil`` for classification: the decoder + 1x1x1
+    conv score every voxel and the case logit is the mean of the ``mil_top`` highest scores
+    (multiple-instance learning: "is there a lesion anywhere" is a local question).
+    ``adapter_rank > 0`` inserts zero-initialised residual bottleneck adapters of that width
+    after every encoder stage (needed for the ``adapter`` training mode); 0 means no adapters.
+    ``pool`` is how the bottleneck becomes the head's embedding
+    (:func:`~neurofm.models.unet.global_pool`).
     """
 
     backbone: UNetConfig = field(default_factory=UNetConfig)
@@ -113,9 +116,12 @@ class TaskModelConfig:
     head_dropout: float = 0.0
     adapter_rank: int = 0
     pool: PoolKind = "avg"
+    mil_top: int = 16
 
     def __post_init__(self) -> None:
         where = "TaskModelConfig"
+        if self.head == "mil" and (self.kind != "classification" or self.mil_top < 1):
+            raise NeuroFMError(where, "head 'mil' is for classification, with mil_top >= 1")
         if self.pool not in get_args(PoolKind):
             raise NeuroFMError(where, f"pool {self.pool!r} not in {get_args(PoolKind)}")
         if self.kind not in get_args(TaskKind):
@@ -126,6 +132,11 @@ class TaskModelConfig:
             raise NeuroFMError(
                 where, "head_hidden must be >= 1, head_dropout in [0, 1), adapter_rank >= 0"
             )
+
+    @property
+    def dense(self) -> bool:
+        """True when the model has a decoder (segmentation, MIL classification)."""
+        return self.kind == "segmentation" or self.head == "mil"
 
     @property
     def embed_dim(self) -> int:

@@ -1,6 +1,8 @@
 """Task models: the shared encoder plus one head per task kind (DESIGN.md §1).
 
 * classification -> one logit per case, shape ``(B,)`` (apply a sigmoid for a probability);
+  with ``head="mil"`` the decoder scores every voxel and the case logit is the mean of the top
+  ``mil_top`` scores;
 * regression -> one value per case, shape ``(B,)``;
 * segmentation -> the U-Net decoder + a 1x1x1 conv, a one-channel logit map ``(B, 1, X, Y, Z)``.
 
@@ -67,7 +69,7 @@ class TaskModel(nn.Module):
         self.encoder_frozen = False
         self.decoder: Decoder | None
         self.head: nn.Module
-        if cfg.kind == "segmentation":
+        if cfg.dense:
             self.decoder = Decoder(bb)
             self.head = nn.Conv3d(bb.features[0], 1, kernel_size=1)
         else:
@@ -80,6 +82,9 @@ class TaskModel(nn.Module):
         features = self.encoder(x)
         if self.decoder is not None:
             out: Tensor = self.head(self.decoder(features))
+            if self.cfg.head == "mil":  # case logit: mean of the top voxel scores
+                top = min(self.cfg.mil_top, out[0].numel())
+                return out.flatten(1).topk(top, dim=1).values.mean(dim=1)
             return out
         pooled: Tensor = self.head(global_pool(features[-1], self.cfg.pool))
         return pooled

@@ -32,6 +32,7 @@ from neurofm.data.cache import PreparedDataset
 from neurofm.data.patches import PatchDataset
 from neurofm.errors import NeuroFMError
 from neurofm.models import (
+    HeadKind,
     PoolKind,
     TaskModel,
     TaskModelConfig,
@@ -62,7 +63,7 @@ class FinetuneSettings:
     mode: Mode = "full"
     shots: int | None = None
     preset: str = "tiny"
-    head: Literal["linear", "mlp"] = "linear"
+    head: HeadKind = "linear"
     pool: PoolKind = "avg"  # avgmax on demo infarct: AUROC 0.50 from scratch, 0.45 pretrained
     adapter_rank: int = 8
     input_size: int = 48
@@ -249,7 +250,7 @@ def finetune(
             model,
             pretrained,
             dst_channels=channel_slots(task),
-            include_decoder=task.kind == "segmentation",
+            include_decoder=cfg.dense,
             source=Path(s.init) / "model.safetensors",
         )
     elif s.mode != "full":
@@ -265,9 +266,9 @@ def finetune(
         pos = sum(float(c.label or 0) for c in train_cases)
         pos_weight = float((len(train_cases) - pos) / max(pos, 1.0))
     seg = task.kind == "segmentation"
-    head_init = "none (segmentation)"
+    head_init = "none (decoder head)"
     resuming = resume and (out / "checkpoints" / "last" / "train_state.pt").exists()
-    if not seg and not resuming:  # a resumed run restores its head from the checkpoint
+    if not cfg.dense and not resuming:  # a resumed run restores its head from the checkpoint
         head_init = _init_head(model, prepared, task, train_ids, s, target, dist.device)
     dataset = PatchDataset(
         prepared,
