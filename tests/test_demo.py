@@ -32,15 +32,17 @@ def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
         assert per_model[PRETRAINED] == per_model[SCRATCH] > 0
     timings = json.loads((tmp_path / "demo" / "timings.json").read_text())
     assert {"synth", "prepare", "report"} <= set(timings["timings_s"])
-    # infarct and brain age start from the contrastive run, meningioma from the MAE run
+    # brain age starts from the contrastive run, meningioma and MIL infarct from the MAE run
     assert {"pretrain contrastive", "pretrain mae"} <= set(timings["timings_s"])
     runs = tmp_path / "demo" / "runs"
     inits = {
         t: json.loads((runs / f"{t}-pretrained" / "config.json").read_text())["recipe"]["init"]
-        for t in ("infarct", "meningioma")
+        for t in ("infarct", "meningioma", "brain_age")
     }
-    assert inits["infarct"].endswith("pretrain-contrastive")
-    assert inits["meningioma"].endswith("pretrain-mae")
+    assert inits["brain_age"].endswith("pretrain-contrastive")
+    assert inits["infarct"].endswith("pretrain-mae") and inits["meningioma"].endswith(
+        "pretrain-mae"
+    )
     viewer = json.loads((tmp_path / "demo" / "results" / "viewer.json").read_text())
     assert viewer and viewer[0]["task"] == "meningioma"
     # a second run reuses every finished stage instead of failing or redoing work

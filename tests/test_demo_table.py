@@ -54,7 +54,11 @@ def test_no_difference_is_not_separated() -> None:
 
 def test_caption_names_each_tasks_pretraining() -> None:
     s = DemoSettings()
-    assert s.objective_for("meningioma") == "mae" and s.objective_for("brain_age") == "contrastive"
+    assert [s.objective_for(t) for t in ("infarct", "meningioma", "brain_age")] == [
+        "mae", "mae", "contrastive"
+    ]  # fmt: skip
+    linear = DemoSettings(infarct_head="linear")
+    assert linear.objective_for("infarct") == "contrastive" and not linear.has_decoder("infarct")
     assert s.pretrain_settings("mae").batch_size == s.reconstruction_batch
     assert s.pretrain_settings("contrastive").batch_size == s.pretrain_batch
     rows = _brain_age_rows(offset=0.0)
@@ -62,4 +66,4 @@ def test_caption_names_each_tasks_pretraining() -> None:
     table = comparison_table(rows, summarise(rows, n_boot=50, seed=0), "contrastive-pretrained",
                              50, 0, s.describe_pretrained())  # fmt: skip
     console.print(table)
-    assert "contrastive (infarct, brain_age); mae (meningioma)" in console.export_text()
+    assert "mae (infarct, meningioma); contrastive (brain_age)" in console.export_text()

@@ -20,9 +20,12 @@ def demo(
         help="pretraining for infarct and brain age: contrastive (default) | mae | hybrid "
         "| modality",
     ),
-    segmentation_objective: str | None = typer.Option(
-        None, help="pretraining for meningioma: mae (default) | hybrid | modality | contrastive"
+    decoder_objective: str | None = typer.Option(
+        None,
+        help="pretraining for models with a decoder (meningioma, MIL infarct): mae "
+        "(default) | hybrid | modality",
     ),
+    infarct_head: str | None = typer.Option(None, help="mil (default) | linear | mlp"),
     pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
     segmentation_steps: int | None = typer.Option(None, help="meningioma finetuning steps"),
@@ -33,13 +36,17 @@ def demo(
 ) -> None:
     """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report."""
     from neurofm.demo import DemoSettings, run_demo
+    from neurofm.errors import NeuroFMError
     from neurofm.pretrain.objectives import get_objective
 
-    for name in (objective, segmentation_objective):
+    if infarct_head not in (None, "mil", "linear", "mlp"):
+        raise NeuroFMError(None, f"unknown infarct head {infarct_head!r} (use mil, linear or mlp)")
+    for name in (objective, decoder_objective):
         if name is not None:
             get_objective(name)  # unknown names: one-line error before anything runs
     given: dict[str, Any] = {
-        "objective": objective, "segmentation_objective": segmentation_objective,
+        "objective": objective, "decoder_objective": decoder_objective,
+        "infarct_head": infarct_head,
         "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
         "segmentation_steps": segmentation_steps, "spacing": spacing,
         "workers": workers, "n_boot": n_boot,
