@@ -49,3 +49,8 @@ def test_demo_unknown_objective_fails_before_writing(tmp_path: Path, capsys) -> 
     assert run("demo", "--out", str(out), "--objective", "byol") == 2
     assert "unknown objective 'byol'" in capsys.readouterr().err
     assert not out.exists()
+    assert run("demo", "--out", str(out), "--decoder-objective", "simclr") == 2
+    assert "unknown objective 'simclr'" in capsys.readouterr().err
+    assert run("demo", "--out", str(out), "--infarct-head", "cnn") == 2
+    assert "unknown infarct head 'cnn'" in capsys.readouterr().err
+    assert not out.exists()
