@@ -7,16 +7,18 @@ table and the HTML report. Stages whose outputs are complete are reused, so an i
 continues where it stopped; a finished run made with other settings is refused (one-line error)
 rather than silently mixed into the results; ``overwrite`` starts afresh.
 
-Two pretraining runs, one per kind of task. Classification and regression read a pooled
-embedding, and contrastive pretraining makes a better one: on the demo data 300 MAE steps moved
-the brain-age ridge probe from 17.3 to 15.3 years, 300 contrastive steps to 9.5, and a batch of 24
-gives InfoNCE its negatives (same 7200 samples: batch 8 x 900 steps probed 12.3 years, 24 x 300
-9.8). Segmentation needs a decoder, which only reconstruction pretrains: meningioma finetuned
-from a masked-autoencoder run (encoder and decoder, 300 steps of 8, ~1 min) gained +0.08 Dice
-over scratch, from the contrastive encoder +0.03. ``--objective`` / ``--segmentation-objective``
-change either (the same name twice pretrains once). The pretrained arm finetunes a contrastive
-encoder at a tenth of the head's learning rate (full rate for segmentation); both arms of the
-scalar tasks start from a closed-form probe (:mod:`neurofm.train.head_init`).
+Two pretraining runs, one per kind of model. A pooled head (brain age) reads an embedding, and
+contrastive pretraining makes a better one: on the demo data 300 MAE steps moved the brain-age
+ridge probe from 17.3 to 15.3 years, 300 contrastive steps to 9.5, and a batch of 24 gives
+InfoNCE its negatives (same 7200 samples: batch 8 x 900 steps probed 12.3 years, 24 x 300 9.8).
+Models with a decoder — meningioma segmentation, and infarct with the MIL head that scores every
+voxel — start from a masked-autoencoder run (encoder and decoder, 300 steps of 8, ~1 min):
+meningioma from it gained +0.08 Dice over scratch, from the contrastive encoder +0.03; infarct
+with a pooled linear head stayed near chance in both arms (AUROC 0.43-0.68), with MIL 0.69-0.74.
+``--objective`` / ``--decoder-objective`` / ``--infarct-head`` change them (the same objective
+twice pretrains once). A pretrained encoder under a pooled head finetunes at a tenth of the
+head's learning rate, a pretrained decoder model at the full rate; pooled heads of both arms
+start from a closed-form probe (:mod:`neurofm.train.head_init`).
 """
 
 from __future__ import annotations

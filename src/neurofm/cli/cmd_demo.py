@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 
@@ -17,8 +17,8 @@ def demo(
     seed: int = typer.Option(0),
     objective: str | None = typer.Option(
         None,
-        help="pretraining for infarct and brain age: contrastive (default) | mae | hybrid "
-        "| modality",
+        help="pretraining for pooled heads (brain age; infarct with --infarct-head linear|mlp): "
+        "contrastive (default) | mae | hybrid | modality",
     ),
     decoder_objective: str | None = typer.Option(
         None,
@@ -37,9 +37,10 @@ def demo(
     """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report."""
     from neurofm.demo import DemoSettings, run_demo
     from neurofm.errors import NeuroFMError
+    from neurofm.models.config import HeadKind
     from neurofm.pretrain.objectives import get_objective
 
-    if infarct_head not in (None, "mil", "linear", "mlp"):
+    if infarct_head is not None and infarct_head not in get_args(HeadKind):
         raise NeuroFMError(None, f"unknown infarct head {infarct_head!r} (use mil, linear or mlp)")
     for name in (objective, decoder_objective):
         if name is not None:

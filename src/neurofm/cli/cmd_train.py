@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import typer
 
@@ -109,15 +109,16 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
+    from neurofm.models.config import HeadKind, PoolKind
     from neurofm.train.finetuning import FinetuneSettings, finetune
 
     get_task(task)
     if mode not in ("full", "probe", "adapter"):
         raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
-    if head not in ("linear", "mlp", "mil"):
-        raise NeuroFMError(None, f"unknown head {head!r} (use linear, mlp or mil)")
-    if pool not in ("avg", "max", "avgmax"):
-        raise NeuroFMError(None, f"unknown pool {pool!r} (use avg, max or avgmax)")
+    if head not in get_args(HeadKind):
+        raise NeuroFMError(None, f"unknown head {head!r} (use one of {get_args(HeadKind)})")
+    if pool not in get_args(PoolKind):
+        raise NeuroFMError(None, f"unknown pool {pool!r} (use one of {get_args(PoolKind)})")
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
         settings = FinetuneSettings(
             task=task, init=init, mode=mode, shots=shots, preset=preset, head=head,  # type: ignore[arg-type]

@@ -6,9 +6,9 @@
 * regression -> one value per case, shape ``(B,)``;
 * segmentation -> the U-Net decoder + a 1x1x1 conv, a one-channel logit map ``(B, 1, X, Y, Z)``.
 
-Scalar heads read the global-average-pooled bottleneck (:meth:`TaskModel.embed`), the same
-embedding that probes and deployment monitoring use. ``backbone.out_channels`` is ignored here:
-every task outputs one channel.
+Pooled heads read the pooled bottleneck (:meth:`TaskModel.embed`; average by default,
+``TaskModelConfig.pool``), the same embedding that probes and deployment monitoring use.
+``backbone.out_channels`` is ignored here: every task outputs one channel.
 """
 
 from __future__ import annotations
