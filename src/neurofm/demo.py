@@ -41,6 +41,7 @@ from neurofm.data.preprocess import PreprocessParams
 from neurofm.errors import NeuroFMError
 from neurofm.evaluate import evaluate_predictions
 from neurofm.io.splits import list_splits
+from neurofm.models import HeadKind, TaskModelConfig
 from neurofm.predict import load_predictor, predict_case_dir
 from neurofm.pretrain.objectives import get_objective
 from neurofm.report.baseline import baseline_differences
@@ -66,7 +67,9 @@ class DemoSettings:
     spacing: float = 4.0
     objective: str = "contrastive"  # models that read a pooled embedding (brain age)
     decoder_objective: str = "mae"  # meningioma and MIL infarct: models with a decoder
-    infarct_head: str = "mil"  # linear head: AUROC 0.55 from scratch, 0.68 pretrained; mil 0.73
+    infarct_head: HeadKind = (
+        "mil"  # linear head: AUROC 0.55 from scratch, 0.68 pretrained; mil 0.73
+    )
     pretrain_steps: int = 300
     pretrain_batch: int = 24  # InfoNCE negatives: batch 24 probed 9.8 years, batch 8 12.3
     reconstruction_batch: int = 8  # mae/hybrid/modality: 300 x 8 MAE steps took 53 s
@@ -79,13 +82,13 @@ class DemoSettings:
     n_boot: int = 1000
     timings: dict[str, float] = field(default_factory=dict)
 
-    def head_for(self, task: str) -> str:
+    def head_for(self, task: str) -> HeadKind:
         """The finetuning head of ``task`` (segmentation ignores it)."""
         return self.infarct_head if TASKS[task].kind == "classification" else "linear"
 
     def has_decoder(self, task: str) -> bool:
         """True when ``task``'s model has a decoder to pretrain (segmentation, MIL head)."""
-        return TASKS[task].kind == "segmentation" or self.head_for(task) == "mil"
+        return TaskModelConfig(kind=TASKS[task].kind, head=self.head_for(task)).dense
 
     def objective_for(self, task: str) -> str:
         """The pretraining objective whose run ``task`` is finetuned from."""
@@ -252,7 +255,7 @@ def run_demo(out: Path, s: DemoSettings, *, overwrite: bool = False) -> Path:
             slow_encoder = from_pretrained and not s.has_decoder(task)
             fs = FinetuneSettings(
                 task=task, init=str(pre) if from_pretrained else "scratch",
-                head=s.head_for(task),  # type: ignore[arg-type]
+                head=s.head_for(task),
                 steps=steps, workers=s.workers, seed=s.seed,
                 eval_every=max(5, steps // 10), patience=5, lr=s.finetune_lr,
                 encoder_lr_scale=s.pretrained_encoder_lr_scale if slow_encoder else 1.0,
