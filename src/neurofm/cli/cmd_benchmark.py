@@ -27,7 +27,7 @@ def benchmark(
     report: bool = typer.Option(True, "--report/--no-report", help="write leaderboard + report"),
 ) -> None:
     """Run several packages with identical commands on the same cases; score and rank them."""
-    from neurofm.packages.benchmark import run_benchmark
+    from neurofm.packages.comparison import compare_packages
 
     console = Console()
     with console.status("benchmark") as status:
@@ -35,7 +35,7 @@ def benchmark(
         def step(model: str, i: int, n: int) -> None:
             status.update(f"package {i + 1}/{n}: {model}")
 
-        result = run_benchmark(
+        result = compare_packages(
             packages,
             data,
             out,

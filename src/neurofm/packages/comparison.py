@@ -64,8 +64,8 @@ class PackageOutcome:
 
 
 @dataclass
-class BenchmarkResult:
-    """What a benchmark wrote, and the per-package outcomes."""
+class ComparisonResult:
+    """What a package comparison wrote, and the per-package outcomes."""
 
     task: str
     outcomes: list[PackageOutcome]
@@ -75,7 +75,7 @@ class BenchmarkResult:
     report: Path | None = None
 
 
-def benchmark_splits(data: Path, task: str) -> list[tuple[str, Path]]:
+def comparison_splits(data: Path, task: str) -> list[tuple[str, Path]]:
     """``[(name, split_dir)]``: the split itself, or a task folder's test splits."""
     data = Path(data)
     if (data / LABELS_CSV).is_file():
@@ -117,7 +117,7 @@ def _identify(packages: list[Path]) -> tuple[str, list[tuple[Path, str, str, str
     return next(iter(tasks)), rows
 
 
-def run_benchmark(
+def compare_packages(
     packages: list[Path],
     data: Path,
     out: Path,
@@ -130,13 +130,13 @@ def run_benchmark(
     seed: int = 0,
     report: bool = True,
     on_package: Callable[[str, int, int], None] | None = None,
-) -> BenchmarkResult:
+) -> ComparisonResult:
     """Run, score and rank ``packages`` on ``data``; see the module docstring for the layout."""
     from neurofm.evaluate import evaluate_predictions
 
     out = Path(out)
     task, idents = _identify([Path(p) for p in packages])
-    splits = benchmark_splits(Path(data), task)
+    splits = comparison_splits(Path(data), task)
     outcomes: list[PackageOutcome] = []
     frames: list[pd.DataFrame] = []
     for i, (pkg, model, version, refusal) in enumerate(idents):
@@ -178,7 +178,7 @@ def run_benchmark(
     results_dir = out / "results"
     table = pd.DataFrame([asdict(o) for o in outcomes], columns=list(RUNTIME_COLUMNS))
     runtime_csv = write_text_atomic(results_dir / "runtime.csv", table.to_csv(index=False))
-    result = BenchmarkResult(task, outcomes, None, runtime_csv)
+    result = ComparisonResult(task, outcomes, None, runtime_csv)
     run_info = {
         "benchmark": "packages",
         "data": str(Path(data)),
