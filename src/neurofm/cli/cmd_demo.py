@@ -37,6 +37,7 @@ def demo(
     """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report."""
     from neurofm.demo import DemoSettings, run_demo
     from neurofm.errors import NeuroFMError
+    from neurofm.locks import folder_lock
     from neurofm.models.config import HeadKind
     from neurofm.pretrain.objectives import get_objective
 
@@ -55,4 +56,5 @@ def demo(
     settings = DemoSettings(
         preset=preset, seed=seed, **{k: v for k, v in given.items() if v is not None}
     )
-    run_demo(out, settings, overwrite=overwrite)
+    with folder_lock(out, "neurofm demo"):
+        run_demo(out, settings, overwrite=overwrite)

@@ -21,20 +21,23 @@ def predict(
     overwrite: bool = typer.Option(False, help="replace existing predictions"),
 ) -> None:
     """Predict every case under INPUT into OUTPUT (DESIGN §9 file names)."""
+    from neurofm.locks import folder_lock
     from neurofm.predict import load_predictor, predict_case_dir
     from neurofm.train.runs import case_dirs, refuse_existing_outputs
 
     if (model / "manifest.yaml").exists() or model.is_file():
-        _predict_with_package(task, model, input, output, device, overwrite)
+        with folder_lock(output, "neurofm predict"):
+            _predict_with_package(task, model, input, output, device, overwrite)
         return
     predictor = load_predictor(model, device)
     if predictor.task.name != task:
         raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")
     cases = case_dirs(input)
     suffix = ".nii.gz" if predictor.task.kind == "segmentation" else ".txt"
-    refuse_existing_outputs([output / f"{c.name}{suffix}" for c in cases], overwrite)
-    for case in track(cases, description=f"predicting {task}"):
-        predict_case_dir(predictor, case, output)
+    with folder_lock(output, "neurofm predict"):
+        refuse_existing_outputs([output / f"{c.name}{suffix}" for c in cases], overwrite)
+        for case in track(cases, description=f"predicting {task}"):
+            predict_case_dir(predictor, case, output)
     typer.echo(f"{len(cases)} prediction(s) written to {output}")
 
 

@@ -46,11 +46,13 @@ def prepare(
     """Resample, crop and normalise every case into DST (idempotent, resumable, atomic)."""
     from neurofm.data.prepare import prepare as run_prepare
     from neurofm.data.preprocess import PreprocessParams
+    from neurofm.locks import folder_lock
 
     params = PreprocessParams(spacing=parse_spacing(spacing))
-    reports = run_prepare(
-        src, dst, params=params, workers=workers, overwrite=overwrite, subset=subset
-    )
+    with folder_lock(dst, "neurofm prepare"):
+        reports = run_prepare(
+            src, dst, params=params, workers=workers, overwrite=overwrite, subset=subset
+        )
     table = Table("subset", "cases", "prepared", "unchanged", "orphans")
     for r in reports:
         table.add_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -26,6 +26,7 @@ def _run(
     """Join the process group, let rank 0 claim the run folder, and leave the group at the end."""
     import torch
 
+    from neurofm.locks import folder_lock
     from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
     from neurofm.train.runs import prepare_run_dir
 
@@ -33,10 +34,12 @@ def _run(
         torch.set_num_threads(threads)
     dist = init_distributed(device)
     try:
-        if dist.is_main:
-            prepare_run_dir(out, overwrite=overwrite, resume=resume)
-        barrier(dist)
-        yield dist
+        with ExitStack() as held:
+            if dist.is_main:  # one writer per run folder: rank 0 holds it for the whole run
+                held.enter_context(folder_lock(out))
+                prepare_run_dir(out, overwrite=overwrite, resume=resume)
+            barrier(dist)
+            yield dist
     finally:
         shutdown_distributed()
 
