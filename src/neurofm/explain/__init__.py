@@ -1,0 +1,1 @@
+"""Explanations of neurofm's models: 3D CAMs and gradient maps, ROAD, MetaCAM, CAManim."""
