@@ -116,7 +116,7 @@ def removal_mask(attribution: np.ndarray, fraction: float, most_relevant: bool) 
     flat = np.asarray(attribution, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(flat)):
         raise NeuroFMError("ROAD", "attribution map has NaN or infinite values")
-    n = int(round(fraction * flat.size))
+    n = round(fraction * flat.size)
     order = np.argsort(-flat if most_relevant else flat, kind="stable")
     mask = np.zeros(flat.size, dtype=bool)
     mask[order[:n]] = True
