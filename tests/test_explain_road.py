@@ -51,9 +51,7 @@ def original_road_impute(img: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def test_weights_reproduce_the_2d_original_and_cover_26_neighbours_in_3d() -> None:
-    assert sorted(neighbour_weights(2)) == sorted(
-        (o, pytest.approx(w)) for o, w in ORIGINAL_2D
-    )
+    assert sorted(neighbour_weights(2)) == sorted((o, pytest.approx(w)) for o, w in ORIGINAL_2D)
     w3 = dict(neighbour_weights(3))
     assert len(w3) == 26 and sum(w3.values()) == pytest.approx(1.0)
     assert w3[(1, 0, 0)] / w3[(1, 1, 0)] == pytest.approx(2.0)
