@@ -1,4 +1,4 @@
-"""`neurofm synth OUT --preset tiny|demo|full --seed N [--overwrite]`."""
+"""`neurofm synth OUT --preset tiny|demo|full --seed N --shift matched|novel [--overwrite]`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ def synth(
         ..., help="Folder to create (refused if it exists and is not empty)."
     ),
     preset: str = typer.Option("demo", help="Benchmark size: tiny | demo | full."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives identical images."),
+    seed: int = typer.Option(
+        0, help="Random seed: draws the cases and the target sites; same seed, same images."
+    ),
+    shift: str = typer.Option(
+        "matched",
+        help="Target sites drawn from the pretraining sites' ranges (matched) or outside them "
+        "in at least two named properties (novel).",
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty OUT."),
     workers: int = typer.Option(0, help="Processes to render with (0: automatic)."),
 ) -> None:
@@ -24,8 +31,8 @@ def synth(
     from neurofm.synth import build_benchmark
 
     start = time.perf_counter()
-    path = build_benchmark(out, preset, seed, overwrite, workers=workers or None)
+    path = build_benchmark(out, preset, seed, overwrite, workers=workers or None, shift=shift)
     typer.echo(
-        f"wrote synthetic benchmark ({preset}, seed {seed}) to {path} "
+        f"wrote synthetic benchmark ({preset}, seed {seed}, {shift} shift) to {path} "
         f"in {time.perf_counter() - start:.1f} s"
     )

@@ -1,6 +1,6 @@
 """Presets and the on-disk benchmark: plan the cases, render them (in parallel), write the layout.
 
-Layout (DESIGN.md §9)::
+Layout (the task-folder layout every neurofm reader accepts)::
 
     OUT/pretrain/<subject>/<session>/<sequence>.nii.gz        unlabeled, FOMO60K-style
     OUT/<task>/<split>/<case>/<sequence>.nii.gz               split: train | test | test_<site>
@@ -11,18 +11,19 @@ Layout (DESIGN.md §9)::
 
 ``train`` and ``test`` come from the source site, ``test_<site>`` from each target site.
 
-Presets (shapes are of the written images; the field of view is the same box for every site):
+Sites: the source is a clean 3D protocol at the preset's voxel size (shape below). The target
+sites (``sitea``, ``siteb``, ``sitec``) are drawn per seed by ``sites.target_site`` in the
+benchmark's shift mode (``matched``: inside the pretraining sites' ranges; ``novel``: outside
+them in two to four named properties); ``sitea`` always has thick slices. Their voxel sizes,
+shapes and every other parameter are in ``benchmark.json``.
 
-======  ==========================================  =================  ==================  ======
-preset  sites: voxel mm -> shape                    train inf/men/age  test per target     pretr.
-======  ==========================================  =================  ==================  ======
-tiny    source 8 iso -> 21x26x23                    4 / 4 / 4          4 / 4 / 4           6
-        sitea 8x8x16 -> 21x26x12, siteb 10 iso -> 17x21x19
-demo    source 3.5 iso -> 48x59x51                  20 / 22 / 90       36 / 32 / 50        200
-        sitea 3x3x6 -> 56x68x30, siteb 4 iso -> 42x51x44
-full    source 1.5 iso -> 111x135x117               21 / 23 / 200      320/107/800 over 3  3000
-        sitea 1.2x1.2x4.8, siteb 1.8 iso, sitec 1.5x1.5x6
-======  ==========================================  =================  ==================  ======
+======  =============================  =================  ==================  ======  ======
+preset  source voxel mm -> shape       train inf/men/age  test per target     targets pretr.
+======  =============================  =================  ==================  ======  ======
+tiny    8 iso -> 21x26x23              4 / 4 / 4          4 / 4 / 4           2       6
+demo    3.5 iso -> 48x59x51            20 / 22 / 90       36 / 32 / 50        2       200
+full    1.5 iso -> 111x135x117         21 / 23 / 200      320/107/800 over 3  3        3000
+======  =============================  =================  ==================  ======  ======
 
 The source site also has a small ``test`` split (tiny 4/4/4, demo 16/12/30, full 40/16/100).
 
@@ -65,14 +66,32 @@ from rich.progress import (
 from neurofm import __version__
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import save_nifti
-from neurofm.synth.anatomy import make_grid, sample_anatomy
+from neurofm.synth.anatomy import sample_anatomy
 from neurofm.synth.lesions import sample_infarct, sample_meningioma
-from neurofm.synth.session import SessionSpec, session_contrast, synthesize_session
-from neurofm.synth.sites import Box, SiteParams, default_sites, random_site
+from neurofm.synth.session import SessionSpec, session_contrast, site_grid, synthesize_session
+from neurofm.synth.sites import (
+    PRETRAIN_RANGES,
+    SHIFTS,
+    Box,
+    Shift,
+    SiteParams,
+    outside_ranges,
+    random_site,
+    source_site,
+    target_site,
+)
 from neurofm.synth.templates import TEMPLATE_FILES, Template, load_template
 
 TASK_NAMES = ("infarct", "meningioma", "brain_age")
-STREAM = {"infarct": 1, "meningioma": 2, "brain_age": 3, "pretrain": 4, "pretrain_site": 5}
+STREAM = {
+    "infarct": 1,
+    "meningioma": 2,
+    "brain_age": 3,
+    "pretrain": 4,
+    "pretrain_site": 5,
+    "source_site": 6,
+    "target_site": 7,
+}
 PLAN = 0  # spawn-key slot for split-level draws (which infarct cases are positive)
 LABEL_COLUMNS = {
     "infarct": ["case", "site", "label"],
@@ -80,6 +99,8 @@ LABEL_COLUMNS = {
     "brain_age": ["case", "site", "age"],
 }
 PRETRAIN_SEQUENCES = {"t1": 0.7, "t2": 0.6, "flair": 0.6, "dwi_b1000": 0.4, "swi|t2s": 0.3}
+TARGET_NAMES = ("sitea", "siteb", "sitec")
+MAX_LESION_VOXEL_MM = 12.5
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,7 @@ class SynthPreset:
     name: str
     spacing: float
     template_spacing: float
-    targets: tuple[tuple[float, int], ...]  # (in-plane mm, slice factor) per target site
+    n_targets: int  # target sites, drawn per seed (at most len(TARGET_NAMES))
     train: dict[str, int]
     test_source: dict[str, int]
     test_target: dict[str, int]
@@ -99,9 +120,31 @@ class SynthPreset:
     margin_mm: float = 8.0
     rationale: str = ""
 
-    def sites(self) -> tuple[SiteParams, ...]:
-        """Source site first, then the target sites."""
-        return default_sites(self.spacing, self.targets)
+    def sites(self, seed: int, shift: Shift = "matched") -> tuple[SiteParams, ...]:
+        """Source site first, then the target sites, all drawn from ``seed``'s own streams.
+
+        The first target always has thick slices, so every benchmark has the clinically
+        commonest shift; the others draw their slice factor like a pretraining site.
+        """
+        check_shift(shift)
+        if not 1 <= self.n_targets <= len(TARGET_NAMES):
+            raise NeuroFMError(
+                None,
+                f"preset {self.name}: 1 to {len(TARGET_NAMES)} target sites, not {self.n_targets}",
+            )
+        source = source_site(_rng(seed, (STREAM["source_site"],)), self.spacing)
+        targets = (
+            target_site(
+                _rng(seed, (STREAM["target_site"], i)),
+                name,
+                self.spacing,
+                source,
+                shift=shift,
+                thick=i == 0,
+            )
+            for i, name in enumerate(TARGET_NAMES[: self.n_targets])
+        )
+        return (source, *targets)
 
     def n_cases(self) -> int:
         return (
@@ -117,7 +160,7 @@ PRESETS: dict[str, SynthPreset] = {
         name="tiny",
         spacing=8.0,
         template_spacing=4.0,
-        targets=((8.0, 2), (10.0, 1)),
+        n_targets=2,
         train={"infarct": 4, "meningioma": 4, "brain_age": 4},
         test_source={"infarct": 4, "meningioma": 4, "brain_age": 4},
         test_target={"infarct": 8, "meningioma": 8, "brain_age": 8},
@@ -129,7 +172,7 @@ PRESETS: dict[str, SynthPreset] = {
         name="demo",
         spacing=3.5,
         template_spacing=1.75,
-        targets=((3.0, 2), (4.0, 1)),
+        n_targets=2,
         train={"infarct": 20, "meningioma": 22, "brain_age": 90},
         test_source={"infarct": 16, "meningioma": 12, "brain_age": 30},
         test_target={"infarct": 72, "meningioma": 64, "brain_age": 100},
@@ -144,7 +187,7 @@ PRESETS: dict[str, SynthPreset] = {
         name="full",
         spacing=1.5,
         template_spacing=1.0,
-        targets=((1.2, 4), (1.8, 1), (1.5, 4)),
+        n_targets=3,
         train={"infarct": 21, "meningioma": 23, "brain_age": 200},
         test_source={"infarct": 40, "meningioma": 16, "brain_age": 100},
         test_target={"infarct": 320, "meningioma": 107, "brain_age": 800},
@@ -156,6 +199,13 @@ PRESETS: dict[str, SynthPreset] = {
         ),
     ),
 }
+
+
+def check_shift(shift: str) -> Shift:
+    """``shift`` as a shift mode (a one-line error for unknown modes)."""
+    if shift not in SHIFTS:
+        raise NeuroFMError(None, f"unknown shift mode {shift!r} (known: {', '.join(SHIFTS)})")
+    return shift
 
 
 def get_preset(name: str) -> SynthPreset:
@@ -264,7 +314,9 @@ def make_spec(
 
     Returns the spec and the generator, whose remaining stream drives the acquisition noise.
     """
-    voxel = float(np.prod(job.site.voxel_size) ** (1 / 3))  # lesions stay visible at this size
+    # lesions stay visible at this size; a meningioma is at most 5 cm, so at least 4 voxels
+    # of it can be asked for only up to 12.5 mm (the tiny preset's thick-slice sites exceed it)
+    voxel = min(float(np.prod(job.site.voxel_size) ** (1 / 3)), MAX_LESION_VOXEL_MM)
     sequences: tuple[str, ...]
     if job.task == "pretrain":
         subj = _rng(seed, job.subject_key)
@@ -366,11 +418,17 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
-def _site_json(site: SiteParams, box: Box, role: str) -> dict[str, Any]:
-    grid = make_grid(box, site.spacing, site.slice_factor)
-    shape = [*grid.shape[:2], grid.shape[2] // site.slice_factor]
+def _site_json(site: SiteParams, box: Box, role: str, spacing: float) -> dict[str, Any]:
+    """A site's parameters, written image geometry and which pretraining ranges it leaves."""
+    shape = list(site_grid(box, site).shape)
+    shape[site.slice_axis] //= site.slice_factor
     out = dataclasses.asdict(site)
-    out.update(role=role, voxel_size=list(site.voxel_size), shape=shape)
+    out.update(
+        role=role,
+        voxel_size=list(site.voxel_size),
+        shape=shape,
+        outside_pretraining_ranges=list(outside_ranges(site, PRETRAIN_RANGES, spacing)),
+    )
     return out
 
 
@@ -416,14 +474,14 @@ def _write_tables(root: Path, rows: list[dict[str, Any]]) -> None:
 
 
 README = """\
-neurofm synthetic benchmark ({preset} preset, seed {seed})
-==========================================================
+neurofm synthetic benchmark ({preset} preset, seed {seed}, {shift} shift)
+===========================================================================
 
 THIS IS SYNTHETIC DATA: a stand-in for real clinical MRI, built by `neurofm synth` from the
 MNI152 ICBM 2009a symmetric templates shipped with nilearn. No patient data is included and
 no result on it says anything about performance on real scans.
 
-What it imitates (FOMO25 challenge tasks, DESIGN.md of neurofm):
+What it imitates (the FOMO25 challenge tasks):
 - infarct (classification): dwi_b1000, flair, adc, swi|t2s; labels.csv case,site,label
 - meningioma (segmentation): dwi_b1000, flair, swi|t2s, label.nii.gz; labels.csv case,site
 - brain_age (regression): t1, t2; labels.csv case,site,age
@@ -432,7 +490,10 @@ What it imitates (FOMO25 challenge tasks, DESIGN.md of neurofm):
 
 Splits: train and test come from the source site; test_<site> from target sites that differ
 in voxel size / slice thickness, bias field, noise, grey-white contrast, intensity scale,
-inter-sequence misregistration and skull-strip residue (see benchmark.json).
+inter-sequence misregistration and skull-strip residue, drawn anew for every seed (see
+benchmark.json). Shift mode "matched": the target sites are drawn from the same ranges as the
+pretraining sites; "novel": each target lies outside those ranges in the properties listed as
+"novel" in benchmark.json (e.g. thick slices along another axis, thicker slices, lower SNR).
 
 Subjects are random smooth deformations of the template with age-dependent atrophy; lesions
 are analytic shapes (infarcts in arterial territories, dural-based meningiomas). Images are
@@ -463,8 +524,12 @@ def build_benchmark(
     *,
     workers: int | None = None,
     progress: bool = True,
+    shift: Shift | str = "matched",
 ) -> Path:
     """Write the synthetic benchmark to ``out`` atomically and return ``out``.
+
+    ``shift`` chooses how the target sites relate to the pretraining sites: ``matched`` draws
+    them from the same ranges, ``novel`` outside them (see ``sites.target_site``).
 
     The benchmark is written into a hidden temporary sibling folder and renamed at the end, so an
     interrupted run never leaves a half-written benchmark at ``out``. Refuses a non-empty ``out``
@@ -475,13 +540,14 @@ def build_benchmark(
     p = get_preset(preset) if isinstance(preset, str) else preset
     if seed < 0:
         raise NeuroFMError(None, f"seed must be a non-negative integer, got {seed}")
+    mode = check_shift(shift)
     _prepare_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     template = load_template(p.template_spacing)
     lo = tuple(float(v) - p.margin_mm for v in template.icv_box[0])
     hi = tuple(float(v) + p.margin_mm for v in template.icv_box[1])
     box: Box = (lo, hi)  # type: ignore[assignment]
-    sites = p.sites()
+    sites = p.sites(seed, mode)
     jobs, pre_sites = plan_jobs(p, seed, sites)
     n_workers = _default_workers(len(jobs)) if workers is None else max(1, workers)
 
@@ -501,9 +567,9 @@ def build_benchmark(
                 rows.append(row)
                 bar.advance(task_id)
         _write_tables(tmp, rows)
-        meta = _benchmark_json(p, seed, sites, pre_sites, box, rows, template.spacing)
+        meta = _benchmark_json(p, seed, mode, sites, pre_sites, box, rows, template.spacing)
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "README.txt").write_text(README.format(preset=p.name, seed=seed))
+        (tmp / "README.txt").write_text(README.format(preset=p.name, seed=seed, shift=mode))
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -528,6 +594,7 @@ def _replace(tmp: Path, out: Path) -> None:
 def _benchmark_json(
     preset: SynthPreset,
     seed: int,
+    shift: Shift,
     sites: tuple[SiteParams, ...],
     pre_sites: list[SiteParams],
     box: Box,
@@ -555,6 +622,8 @@ def _benchmark_json(
         "preset_parameters": preset_json,
         "voxel_size_rationale": preset.rationale,
         "seed": seed,
+        "shift": shift,
+        "pretraining_ranges": dataclasses.asdict(PRETRAIN_RANGES),
         "template": {
             "name": "MNI152 ICBM 2009a symmetric (nilearn wheel)",
             "files": list(TEMPLATE_FILES.values()),
@@ -562,10 +631,12 @@ def _benchmark_json(
         },
         "field_of_view_mm": {"lo": list(box[0]), "hi": list(box[1])},
         "sites": {
-            s.name: _site_json(s, box, "source" if i == 0 else "target")
+            s.name: _site_json(s, box, "source" if i == 0 else "target", preset.spacing)
             for i, s in enumerate(sites)
         },
-        "pretrain_sites": {s.name: _site_json(s, box, "pretrain") for s in pre_sites},
+        "pretrain_sites": {
+            s.name: _site_json(s, box, "pretrain", preset.spacing) for s in pre_sites
+        },
         "counts": counts,
         "pretrain": {
             "subjects": len({r["case"].split("/")[0] for r in pre_rows}),

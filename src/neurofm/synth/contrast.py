@@ -46,10 +46,10 @@ def sample_contrast(rng: np.random.Generator, gw_contrast: float, jitter: float)
 
     The GM/WM signal ratio is the base table's with its distance from 1 scaled by
     ``gw_contrast`` (0.85–1.15 moves it by at most ±9 % for T1, less for the others), so a
-    vendor's grey/white contrast stays in DESIGN §3's ±15 % whatever the jitter. Jittering GM
-    and WM independently instead moved the ratio by up to +37 % at target sites, and that
-    alone biased brain age at a thick-slice site by 11 years. ADC is quantitative, so it gets
-    a third of the jitter and keeps its jittered grey/white values.
+    vendor's grey/white contrast stays within the ±15 % of real scanners whatever the jitter.
+    Jittering GM and WM independently instead moved the ratio by up to +37 % at target sites,
+    and that alone biased brain age at a thick-slice site by 11 years. ADC is quantitative, so
+    it gets a third of the jitter and keeps its jittered grey/white values.
     """
     table: ContrastTable = {}
     for name, values in BASE.items():

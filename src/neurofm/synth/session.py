@@ -64,12 +64,36 @@ def session_contrast(
     return table, gains
 
 
-def output_affine(grid: Grid, slice_factor: int) -> np.ndarray:
-    """Affine of a grid after averaging ``slice_factor`` slices along z."""
+def site_grid(box: Box, site: SiteParams) -> Grid:
+    """The fine isotropic grid a site renders on: ``box`` at the site's in-plane spacing, its
+    slice axis rounded up to a multiple of ``slice_factor`` so thick slices tile it exactly."""
+    grid = make_grid(box, site.spacing)
+    shape = np.asarray(grid.shape)
+    k, axis = site.slice_factor, site.slice_axis
+    if k == 1 or shape[axis] % k == 0:
+        return grid
+    centre = grid.affine[:3, 3] + (shape - 1) / 2 * site.spacing
+    shape[axis] = -(-shape[axis] // k) * k
     affine = grid.affine.copy()
-    h = affine[2, 2]
-    affine[2, 3] += (slice_factor - 1) / 2 * h
-    affine[2, 2] = h * slice_factor
+    affine[:3, 3] = centre - (shape - 1) / 2 * site.spacing
+    return Grid((int(shape[0]), int(shape[1]), int(shape[2])), affine)
+
+
+def thick_slices(image: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Mean of consecutive groups of ``k`` slices along ``axis`` (a thick-slice acquisition)."""
+    if k == 1:
+        return image
+    moved = slab_average(np.moveaxis(image, axis, -1), k)
+    return np.ascontiguousarray(np.moveaxis(moved, -1, axis))
+
+
+def output_affine(grid: Grid, slice_factor: int, slice_axis: int = 2) -> np.ndarray:
+    """Affine of a grid after averaging ``slice_factor`` slices along ``slice_axis``: that
+    axis's voxel is ``slice_factor`` times longer and centred on the slices it averages."""
+    affine = grid.affine.copy()
+    h = affine[slice_axis, slice_axis]
+    affine[slice_axis, 3] += (slice_factor - 1) / 2 * h
+    affine[slice_axis, slice_axis] = h * slice_factor
     return affine
 
 
@@ -78,20 +102,20 @@ def synthesize_session(
 ) -> Session:
     """Render, add the site's artefacts, skull-strip and quantise every sequence."""
     site = spec.site
-    k = site.slice_factor
-    grid = make_grid(box, site.spacing, k)
+    k, axis = site.slice_factor, site.slice_axis
+    grid = site_grid(box, site)
     fine = render_anatomy(
         template, spec.anatomy, grid, infarct=spec.infarct, meningioma=spec.meningioma
     )
     session_bias = rng.normal(0.0, 1.0, (4, 4, 4))
-    maps = fine.slab_average(k)
-    out_grid = Grid(maps.icv.shape, output_affine(grid, k))
+    maps = TissueMaps(**{n: thick_slices(v, k, axis) for n, v in vars(fine).items()})
+    out_grid = Grid(maps.icv.shape, output_affine(grid, k, axis))
     residue = _patches(out_grid, box, rng) if site.strip_residue_mm > 0 else None
     mask = strip_mask(maps.icv, maps.d_icv, site.strip_residue_mm, residue)
 
     images: dict[str, np.ndarray] = {}
     for i, seq in enumerate(spec.sequences):
-        img = slab_average(render(fine, spec.contrast, seq, spec.infarct), k)
+        img = thick_slices(render(fine, spec.contrast, seq, spec.infarct), k, axis)
         if i > 0:
             img = rigid_resample(
                 img, out_grid, rng, site.misregistration_deg, site.misregistration_mm
@@ -115,7 +139,7 @@ def synthesize_session(
         infarct = (maps.infarct * (maps.gm + maps.wm) >= 0.5) & mask
     return Session(
         images=images,
-        affine=output_affine(grid, k),
+        affine=out_grid.affine,
         brain_mask=mask,
         tumour_mask=None if tumour is None else tumour.astype(np.uint8),
         infarct_mask=None if infarct is None else infarct.astype(np.uint8),
