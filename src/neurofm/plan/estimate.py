@@ -4,10 +4,10 @@ Uncertainty comes from the repeats: each resample redraws, with replacement, the
 within every sample size (deviations from the size's mean scaled by ``sqrt(m / (m - 1))`` so
 the resampled mean has the unbiased variance) and refits the curve (weights kept from the
 data). When some size has a single repeat there is nothing to redraw there, so the resamples
-instead perturb the fitted means by their residuals with random signs (wild bootstrap). The interval of ``n`` is the
-percentile interval of the refitted ``n``; a resample whose asymptote stays below the target
-needs infinitely many cases, so if more than ``alpha / 2`` of them do, the upper end is
-unbounded and no number is given.
+instead perturb the fitted means by their residuals with random signs (wild bootstrap). The
+interval of ``n`` is the percentile interval of the refitted ``n``; a resample whose asymptote
+stays below the target needs infinitely many cases, so if more than ``alpha / 2`` of them do,
+the upper end is unbounded and no number is given.
 """
 
 from __future__ import annotations
