@@ -38,7 +38,7 @@ import blosc2
 import numpy as np
 
 from neurofm import __version__
-from neurofm.atomic import write_text_atomic
+from neurofm.atomic import publish_dir, write_text_atomic
 from neurofm.data.preprocess import ChannelNorm, Geometry, Preprocessed
 from neurofm.errors import NeuroFMError
 
@@ -199,13 +199,7 @@ def read_meta(case_dir: Path) -> PreparedCase | None:
 
 def commit_case_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a fully written case folder into place; an old version is replaced, never mixed."""
-    if final_dir.exists():
-        old = final_dir.with_name(f"{final_dir.name}.old-{os.getpid()}")
-        os.replace(final_dir, old)
-        os.replace(tmp_dir, final_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, final_dir)
+    publish_dir(tmp_dir, final_dir)
 
 
 def clean_stale(subset_dir: Path) -> list[Path]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,6 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from neurofm import __version__
+from neurofm.atomic import publish_dir, sibling_tmp_dir
 from neurofm.errors import NeuroFMError
 from neurofm.metrics.registry import METRICS, TASK_METRICS
 from neurofm.ranking import Leaderboard, TaskBoard, build_leaderboard
@@ -74,22 +73,14 @@ def build_report(
     out = Path(out)
     _check_out(out, results_dir, overwrite)
     inputs = load_inputs(results_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report is meant to be shared
+    tmp = sibling_tmp_dir(out)
     try:
         _write(inputs, tmp, title, n_boot, seed)
-        _move_into_place(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / "index.html"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_out(out: Path, results_dir: Path, overwrite: bool) -> None:
@@ -101,22 +92,6 @@ def _check_out(out: Path, results_dir: Path, overwrite: bool) -> None:
         resolved = out.resolve()
         if resolved == results_dir.resolve() or resolved in results_dir.resolve().parents:
             raise NeuroFMError(out, "holds the results being reported; refusing to replace it")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an old ``out`` is removed only after that works."""
-    old: Path | None = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(inputs: ReportInputs, out: Path, title: str | None, n_boot: int, seed: int) -> None:
