@@ -10,7 +10,6 @@ not something this exporter can vouch for inside a container.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from neurofm.atomic import publish_dir
 from neurofm.errors import NeuroFMError
 from neurofm.packages.archive import open_package
 from neurofm.packages.build import INFER_ENTRYPOINT, MODEL_DIR
@@ -145,9 +145,7 @@ def export_fomo25(
                 text = Template((templates / name).read_text(encoding="utf-8"))
                 (tmp / name).write_text(text.substitute(values), encoding="utf-8")
             (tmp / "predict.py").chmod(0o755)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            publish_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -64,6 +64,7 @@ from rich.progress import (
 )
 
 from neurofm import __version__
+from neurofm.atomic import publish_dir
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import save_nifti
 from neurofm.synth.anatomy import sample_anatomy
@@ -570,25 +571,11 @@ def build_benchmark(
         meta = _benchmark_json(p, seed, mode, sites, pre_sites, box, rows, template.spacing)
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "README.txt").write_text(README.format(preset=p.name, seed=seed, shift=mode))
-        _replace(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished build into place; an old ``out`` is moved aside, then deleted."""
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
 
 
 def _benchmark_json(

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from neurofm.atomic import write_json_atomic
+from neurofm.atomic import publish_dir
 from neurofm.errors import NeuroFMError
 
 WEIGHTS = "model.safetensors"
@@ -76,11 +77,7 @@ def save_checkpoint(
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
-        old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
