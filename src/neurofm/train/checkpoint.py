@@ -23,8 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from neurofm.atomic import write_json_atomic
-from neurofm.atomic import publish_dir
+from neurofm.atomic import publish_dir, write_json_atomic
 from neurofm.errors import NeuroFMError
 
 WEIGHTS = "model.safetensors"
