@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_outside_ranges_names_each_property_it_leaves() -> None:
     site = random_site(np.random.default_rng(0), "p", 3.5)
     site = dataclasses.replace(site, spacing=3.5, slice_factor=2, slice_axis=2)
     assert outside_ranges(site, PRETRAIN_RANGES, 3.5) == ()
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "slice_axis": {"slice_axis": 0},
         "snr": {"snr": 9.9},
         "bias": {"bias": 0.41},

@@ -82,8 +82,9 @@ from neurofm.synth.sites import (
     target_site,
 )
 from neurofm.synth.templates import TEMPLATE_FILES, Template, load_template
+from neurofm.tasks import TASKS
 
-TASK_NAMES = ("infarct", "meningioma", "brain_age")
+TASK_NAMES = tuple(TASKS)
 STREAM = {
     "infarct": 1,
     "meningioma": 2,
@@ -95,9 +96,8 @@ STREAM = {
 }
 PLAN = 0  # spawn-key slot for split-level draws (which infarct cases are positive)
 LABEL_COLUMNS = {
-    "infarct": ["case", "site", "label"],
-    "meningioma": ["case", "site"],
-    "brain_age": ["case", "site", "age"],
+    name: ["case", "site", *([spec.target_column] if spec.target_column else [])]
+    for name, spec in TASKS.items()
 }
 PRETRAIN_SEQUENCES = {"t1": 0.7, "t2": 0.6, "flair": 0.6, "dwi_b1000": 0.4, "swi|t2s": 0.3}
 TARGET_NAMES = ("sitea", "siteb", "sitec")
@@ -121,13 +121,13 @@ class SynthPreset:
     margin_mm: float = 8.0
     rationale: str = ""
 
-    def sites(self, seed: int, shift: Shift = "matched") -> tuple[SiteParams, ...]:
+    def sites(self, seed: int, shift: str = "matched") -> tuple[SiteParams, ...]:
         """Source site first, then the target sites, all drawn from ``seed``'s own streams.
 
         The first target always has thick slices, so every benchmark has the clinically
         commonest shift; the others draw their slice factor like a pretraining site.
         """
-        check_shift(shift)
+        mode = check_shift(shift)
         if not 1 <= self.n_targets <= len(TARGET_NAMES):
             raise NeuroFMError(
                 None,
@@ -140,7 +140,7 @@ class SynthPreset:
                 name,
                 self.spacing,
                 source,
-                shift=shift,
+                shift=mode,
                 thick=i == 0,
             )
             for i, name in enumerate(TARGET_NAMES[: self.n_targets])
@@ -525,7 +525,7 @@ def build_benchmark(
     *,
     workers: int | None = None,
     progress: bool = True,
-    shift: Shift | str = "matched",
+    shift: str = "matched",
 ) -> Path:
     """Write the synthetic benchmark to ``out`` atomically and return ``out``.
 
