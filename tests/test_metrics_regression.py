@@ -8,7 +8,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from neurofm.errors import NeuroFMError
-from neurofm.metrics import METRICS, TASK_METRICS, case_metrics, task_metrics
+from neurofm.metrics import METRICS, case_metrics
 from neurofm.metrics.regression import (
     absolute_error,
     bias,
@@ -62,10 +62,9 @@ def test_bad_input() -> None:
 
 
 def test_registry_covers_every_task() -> None:
-    assert set(TASK_METRICS) == set(TASKS)
-    for task, spec in TASKS.items():
-        specs = task_metrics(task)
-        assert specs[0].name == spec.primary_metric
+    for spec in TASKS.values():
+        specs = spec.metric_specs
+        assert specs[0].name == spec.primary_metric == spec.metrics[0]
         assert specs[0].higher_is_better == spec.higher_is_better
         assert all(s.task_kind == spec.kind for s in specs)
     assert {n for n, s in METRICS.items() if s.per_case} == {"dice", "nsd", "hd95", "assd", "mae"}
@@ -74,15 +73,16 @@ def test_registry_covers_every_task() -> None:
 
 
 def test_case_metrics() -> None:
-    assert case_metrics("infarct", 0.8, 1) == {"label": 1.0, "prob": 0.8}
-    assert case_metrics("brain_age", 61.5, 60) == {"age": 60.0, "pred": 61.5, "abs_error": 1.5}
+    assert case_metrics("classification", 0.8, 1) == {"label": 1.0, "prob": 0.8}
+    want = {"age": 60.0, "pred": 61.5, "abs_error": 1.5}
+    assert case_metrics("regression", 61.5, 60) == want
     ref = np.zeros((6, 6, 6), dtype=bool)
     ref[2:4, 2:4, 2:4] = True
-    out = case_metrics("meningioma", ref, ref, spacing=np.diag([1.0, 1.0, 2.0, 1.0]))
+    out = case_metrics("segmentation", ref, ref, spacing=np.diag([1.0, 1.0, 2.0, 1.0]))
     assert out == {"dice": 1.0, "nsd": 1.0, "hd95": 0.0, "assd": 0.0}
     with pytest.raises(NeuroFMError, match="spacing"):
-        case_metrics("meningioma", ref, ref)
+        case_metrics("segmentation", ref, ref)
     with pytest.raises(NeuroFMError, match="probabilities"):
-        case_metrics("infarct", 1.3, 1)
-    with pytest.raises(NeuroFMError, match="unknown task"):
+        case_metrics("classification", 1.3, 1)
+    with pytest.raises(NeuroFMError, match="unknown task kind"):
         case_metrics("tumour", 1.0, 1.0)

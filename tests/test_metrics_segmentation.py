@@ -14,9 +14,12 @@ from neurofm.metrics.segmentation import (
     assd,
     dice,
     hd95,
+    missing_mask_metrics,
     normalised_surface_distance,
+    nsd_from,
     segmentation_metrics,
     surface_distances,
+    surfels,
 )
 
 
@@ -152,7 +155,7 @@ def test_matches_brute_force_on_blobs_touching_the_border(
         a, b = blob(rng, (14, 12, 9), 0.6), blob(rng, (14, 12, 9), 0.8)
         assert a.any() and b.any()
         assert a[0].any() or a[-1].any() or a[:, 0].any() or a[:, :, 0].any()
-        got = segmentation_metrics(a, b, spacing, method=method)  # type: ignore[arg-type]
+        got = segmentation_metrics(a, b, spacing, method=method, nsd_surface="voxel")  # type: ignore[arg-type]
         assert got == pytest.approx(brute_force(a, b, spacing))
 
 
@@ -185,12 +188,15 @@ def test_matches_monai(rng: np.random.Generator) -> None:
         pa = torch.from_numpy(a[None, None].astype(np.float32))
         pb = torch.from_numpy(b[None, None].astype(np.float32))
         ours = segmentation_metrics(a, b, spacing, tolerance_mm=tolerance)
+        voxel = segmentation_metrics(a, b, spacing, tolerance_mm=tolerance, nsd_surface="voxel")
         hd = compute_hausdorff_distance(pa, pb, percentile=95, spacing=spacing)
-        nsd = compute_surface_dice(pa, pb, [tolerance], spacing=spacing)
+        nsd_surfel = compute_surface_dice(pa, pb, [tolerance], spacing=spacing, use_subvoxels=True)
+        nsd_voxel = compute_surface_dice(pa, pb, [tolerance], spacing=spacing)
         asd = compute_average_surface_distance(pa, pb, symmetric=True, spacing=spacing)
-        assert ours["hd95"] == pytest.approx(float(hd), rel=1e-5)
-        assert ours["nsd"] == pytest.approx(float(nsd), rel=1e-6)
-        assert ours["assd"] == pytest.approx(float(asd), rel=1e-5)
+        assert ours["hd95"] == voxel["hd95"] == pytest.approx(float(hd), rel=1e-5)
+        assert ours["nsd"] == pytest.approx(float(nsd_surfel), rel=1e-5)
+        assert voxel["nsd"] == pytest.approx(float(nsd_voxel), rel=1e-6)
+        assert ours["assd"] == voxel["assd"] == pytest.approx(float(asd), rel=1e-5)
 
 
 def test_distances_are_restricted_to_the_masks_box() -> None:
@@ -204,3 +210,41 @@ def test_distances_are_restricted_to_the_masks_box() -> None:
     s_big = surface_distances(*big, (1.0, 1.0, 2.0))
     np.testing.assert_allclose(np.sort(s_small.pred_to_ref), np.sort(s_big.pred_to_ref))
     np.testing.assert_allclose(np.sort(s_small.ref_to_pred), np.sort(s_big.ref_to_pred))
+
+
+@pytest.mark.parametrize("method", ["edt", "kdtree"])
+def test_nsd_matches_deepmind_surface_distance_on_anisotropic_masks(
+    rng: np.random.Generator, method: str
+) -> None:
+    # The published definition (Nikolov et al.): surfel areas, DeepMind's own package.
+    sd = pytest.importorskip("surface_distance")
+    gaps = []
+    for spacing in ((0.9, 1.1, 5.0), (0.5, 0.5, 3.0), (2.0, 1.0, 1.0)):
+        for tolerance in (1.0, 2.0, 4.0):
+            a, b = blob(rng, (22, 20, 10), 0.6), blob(rng, (22, 20, 10), 0.8)
+            want = sd.compute_surface_dice_at_tolerance(
+                sd.compute_surface_distances(b, a, spacing), tolerance
+            )
+            sds = surface_distances(a, b, spacing, method, "surfel")  # type: ignore[arg-type]
+            assert nsd_from(sds, tolerance) == pytest.approx(want, abs=1e-6)
+            got = normalised_surface_distance(a, b, spacing, tolerance)
+            assert got == pytest.approx(want, abs=1e-6)
+            gaps.append(got - normalised_surface_distance(a, b, spacing, tolerance, "voxel"))
+    # on thick slices the voxel-count variant is a different (lower) number, not a rounding
+    assert max(gaps) > 0.03
+
+
+def test_surfel_areas_of_a_box_hand_worked() -> None:
+    # One voxel of size (1, 2, 3) mm: 8 corners, each carrying one triangle of the octahedron
+    # DeepMind's table puts around an isolated voxel. A triangle spanning the half-edges
+    # (0.5, 1, 1.5) has area 0.5*|(-.5,1,0) x (-.5,0,1.5)| = 0.5*|(1.5, 0.75, 0.5)|.
+    border, areas = surfels(np.ones((1, 1, 1), dtype=bool), np.array([1.0, 2.0, 3.0]))
+    assert border.shape == (2, 2, 2) and border.all()
+    np.testing.assert_allclose(areas, 0.5 * math.sqrt(1.5**2 + 0.75**2 + 0.5**2), rtol=1e-6)
+
+
+def test_missing_mask_is_the_one_empty_case() -> None:
+    ref = cube((10, 8, 6), (2, 2, 2), 3)
+    got = missing_mask_metrics(ref.shape, (1.0, 2.0, 3.0))
+    assert got == pytest.approx(segmentation_metrics(np.zeros_like(ref), ref, (1.0, 2.0, 3.0)))
+    assert got["hd95"] == pytest.approx(math.sqrt(10**2 + 16**2 + 18**2))

@@ -71,7 +71,7 @@ def test_good_manifest_round_trips(tmp_path: Path) -> None:
         ("runtime.timeout_s", 0, "runtime.timeout_s: Input should be greater than 0"),
         ("runtime.memory_mb", -1, "runtime.memory_mb: Input should be greater than 0"),
         ("runtime.network", "host", "runtime.network: Input should be 'none'"),
-        ("task", "tumour", "task: Input should be 'infarct', 'meningioma' or 'brain_age'"),
+        ("task", "tumour", "task: unknown task 'tumour' (known: infarct, meningioma, brain_age)"),
         ("outputs", {"kind": "number"}, "task meningioma outputs a mask, not a number"),
         ("artifacts.0.path", "/etc/passwd", "artifacts[0].path: '/etc/passwd' is absolute"),
         ("artifacts.0.path", "../x", "artifacts[0].path: '../x' contains '..'"),

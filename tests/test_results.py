@@ -122,12 +122,12 @@ def test_missing_predictions_count_as_worst_case() -> None:
     rows += [("x", "brain_age", "s", c, "pred", a + 1) for c, a in ages]
     rows += [("y", "brain_age", "s", c, "pred", a - 2) for c, a in ages[:1]]
     t = case_table(frame(rows), "brain_age")
-    # y misses 70 (worst: 0 years) and 55 (worst: 0 years, 55 is nearer 100 than 0)
-    np.testing.assert_allclose(t.values["pred"][1], [28.0, 0.0, 0.0])
-    np.testing.assert_allclose(t.values["abs_error"][1], [2.0, 70.0, 55.0])
+    # y misses 70 (worst: 0 years) and 55 (worst: 120 years, the task's range is 0-120)
+    np.testing.assert_allclose(t.values["pred"][1], [28.0, 0.0, 120.0])
+    np.testing.assert_allclose(t.values["abs_error"][1], [2.0, 70.0, 65.0])
     rows.append(("x", "brain_age", "s", "b3", "age", 20.0))
     rows.append(("x", "brain_age", "s", "b3", "pred", 21.0))
-    assert case_table(frame(rows), "brain_age").values["pred"][1][-1] == 100.0
+    assert case_table(frame(rows), "brain_age").values["pred"][1][-1] == 120.0
 
     seg = [("a", "meningioma", "s", c, "dice", d) for c, d in [("1", 0.8), ("2", 0.6)]]
     seg += [("a", "meningioma", "s", c, "hd95", h) for c, h in [("1", 3.0), ("2", 40.0)]]

@@ -183,8 +183,6 @@ def comparison_table(
     """Pretrained vs scratch per task and site: primary metric with 95% CI and the paired gain
     (positive = pretrained better, in the metric's units). ``origin`` says in the caption which
     pretraining the arm started from."""
-    from neurofm.metrics import METRICS, TASK_METRICS
-
     table = Table(
         title="Out-of-domain few-shot results (synthetic stand-in benchmark)",
         caption=f"pretrained = {pretrained}{f' from {origin}' if origin else ''}; "
@@ -193,8 +191,8 @@ def comparison_table(
     for col in ("task", "site", "metric", "pretrained", SCRATCH, "gain [95% CI]", "separated"):
         table.add_column(col)
     for task in [t for t in TASKS if t in set(summary["task"])]:
-        metric = TASK_METRICS[task][0]
-        sign = 1.0 if METRICS[metric].higher_is_better else -1.0
+        metric = TASKS[task].primary_metric
+        sign = 1.0 if TASKS[task].higher_is_better else -1.0
         diffs = baseline_differences(rows, task, SCRATCH, n_boot, seed)
         for d in diffs[diffs["model"] == pretrained].itertuples():
             sel = summary[

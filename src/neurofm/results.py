@@ -4,9 +4,10 @@ One CSV row per model, case and per-case value::
 
     model,task,site,case,metric,value
 
-``metric`` is one of :data:`neurofm.metrics.registry.CASE_ROWS` for the task: per-case metrics
-for meningioma (dice, nsd, hd95, assd); the raw values that set-level metrics are recomputed
-from for infarct (``label``, ``prob``) and brain age (``age``, ``pred``, plus ``abs_error``).
+``metric`` is one of the task's ``case_rows`` (:class:`neurofm.tasks.TaskSpec`): per-case
+metrics for meningioma (dice, nsd, hd95, assd); the raw values that set-level metrics are
+recomputed from for infarct (``label``, ``prob``) and brain age (``age``, ``pred``, plus
+``abs_error``).
 Identifiers are strings (case ``007`` stays ``007``); ``site`` ``all`` is reserved for pooled
 summaries. Line numbers in messages count the header as line 1.
 
@@ -14,8 +15,9 @@ Missing predictions (a model without rows for a case that another model scored, 
 are not dropped — that would reward skipping hard cases — but count as the worst case, and the
 number of such cases is reported (``n_missing``):
 
-- infarct: ``prob = 1 - label`` (maximally wrong);
-- brain_age: ``pred`` = whichever end of :data:`WORST_AGE_YEARS` is farther from the true age;
+- infarct, brain_age (number outputs): the end of the task's value range farther from the
+  reference (:meth:`neurofm.tasks.TaskSpec.worst_prediction`: ``prob = 1 - label``; an age of
+  0 or 120 years), so no allowed prediction scores worse;
 - meningioma: Dice 0 and NSD 0; HD95 and ASSD the largest value any model has for that task
   (an empty prediction scores the image diagonal, so this is the diagonal whenever some model
   missed a lesion; the image size is not in the table).
@@ -35,15 +37,9 @@ import pandas as pd
 
 from neurofm.atomic import write_text_atomic
 from neurofm.errors import NeuroFMError
-from neurofm.metrics.registry import (
-    CASE_ROWS,
-    METRICS,
-    REFERENCE_ROWS,
-    TASK_METRICS,
-    MetricSpec,
-)
+from neurofm.metrics.registry import METRICS, MetricSpec
 from neurofm.stats.bootstrap import bootstrap_indices, bootstrap_values, percentile_interval
-from neurofm.tasks import TASKS
+from neurofm.tasks import TASKS, TaskSpec
 
 COLUMNS = ("model", "task", "site", "case", "metric", "value")
 """Columns of the tidy per-case table, in file order."""
@@ -62,8 +58,6 @@ SUMMARY_COLUMNS = (
 """Columns of :func:`summarise`'s table."""
 ALL_SITES = "all"
 """Site label of summaries that pool every site of a task."""
-WORST_AGE_YEARS = (0.0, 100.0)
-"""Plausible age range; a missing brain-age prediction is scored as its farther end."""
 RESULTS_FILE = "results.csv"
 """File name looked for when a folder is given to :func:`read_results`."""
 
@@ -114,8 +108,8 @@ def _check_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
             where, f"{_line(i)}: unknown task {out['task'][i]!r} (known: {', '.join(TASKS)})"
         )
     for i, (task, metric) in enumerate(zip(out["task"], out["metric"], strict=True)):
-        if metric not in CASE_ROWS[task]:
-            allowed = ", ".join(CASE_ROWS[task])
+        if metric not in TASKS[task].case_rows:
+            allowed = ", ".join(TASKS[task].case_rows)
             raise NeuroFMError(
                 where, f"{_line(i)}: {task} has no row {metric!r} (one of {allowed})"
             )
@@ -138,7 +132,8 @@ def _check_ranges(df: pd.DataFrame, where: str) -> None:
     bad = np.flatnonzero((metric == "label") & ~np.isin(value, (0.0, 1.0)))
     if bad.size:
         raise NeuroFMError(where, f"{_line(int(bad[0]))}: label must be 0 or 1")
-    wide = df[df["task"] == "brain_age"].pivot_table(
+    regression = [t for t, spec in TASKS.items() if spec.kind == "regression"]
+    wide = df[df["task"].isin(regression)].pivot_table(
         index=["model", "site", "case"], columns="metric", values="value", aggfunc="first"
     )
     if {"age", "pred", "abs_error"} <= set(wide.columns):
@@ -159,7 +154,10 @@ def _check_references(df: pd.DataFrame, where: str) -> None:
     def at(row: pd.Series) -> str:
         return str(row["_file"]) if "_file" in row else where
 
-    for task, ref_name in REFERENCE_ROWS.items():
+    for task, spec in TASKS.items():
+        ref_name = spec.reference_row
+        if ref_name is None:
+            continue
         rows = df[df["task"] == task]
         refs = rows[rows["metric"] == ref_name]
         spread = refs.groupby(["site", "case"])["value"].agg(["min", "max"])
@@ -280,13 +278,12 @@ class CaseTable:
         return np.logical_or.reduce([self.filled[name] for name in spec.inputs]).sum(axis=1)
 
 
-def _worst_fill(name: str, ref: np.ndarray | None, task_rows: pd.DataFrame) -> float | np.ndarray:
+def _worst_fill(
+    task: TaskSpec, name: str, ref: np.ndarray | None, task_rows: pd.DataFrame
+) -> float | np.ndarray:
     """Worst-case value(s) for a missing row (see the module docstring)."""
-    if name == "prob" and ref is not None:
-        return 1.0 - ref
-    if name == "pred" and ref is not None:
-        lo, hi = WORST_AGE_YEARS
-        return np.where(np.abs(ref - lo) >= np.abs(ref - hi), lo, hi)
+    if ref is not None:
+        return task.worst_prediction(ref)
     spec = METRICS[name]
     if spec.worst is not None:
         return spec.worst
@@ -310,7 +307,8 @@ def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTabl
     wide = rows.pivot_table(
         index=["site", "case"], columns=["metric", "model"], values="value", aggfunc="first"
     )
-    ref_name = REFERENCE_ROWS.get(task)
+    spec = TASKS[task]
+    ref_name = spec.reference_row
     ref: np.ndarray | None = None
     if ref_name is not None:
         ref_wide = wide[ref_name].reindex(index=pd.MultiIndex.from_tuples(cases))
@@ -321,7 +319,7 @@ def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTabl
     values: dict[str, np.ndarray] = {}
     filled: dict[str, np.ndarray] = {}
     present = set(wide.columns.get_level_values("metric"))
-    for name in CASE_ROWS[task]:
+    for name in spec.case_rows:
         if name not in present or name == "abs_error":
             continue
         block = wide[name].reindex(index=pd.MultiIndex.from_tuples(cases), columns=list(models))
@@ -332,10 +330,10 @@ def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTabl
             filled[name] = np.zeros(arr.shape, dtype=bool)
             continue
         gaps = np.isnan(arr)
-        worst = np.broadcast_to(np.asarray(_worst_fill(name, ref, task_rows)), arr.shape)
+        worst = np.broadcast_to(np.asarray(_worst_fill(spec, name, ref, task_rows)), arr.shape)
         values[name] = np.where(gaps, worst, arr)
         filled[name] = gaps
-    if task == "brain_age" and "pred" in values:
+    if spec.kind == "regression" and "pred" in values:
         values["abs_error"] = np.abs(values["pred"] - values["age"])
         filled["abs_error"] = filled["pred"]
     return CaseTable(task, site or ALL_SITES, models, cases, values, filled)
@@ -409,7 +407,7 @@ def summarise(
         for site in [*sites, ALL_SITES]:
             table = case_table(table_df, task, site)
             indices = bootstrap_indices(table.n_cases, n_boot, seed)
-            for name in TASK_METRICS[task]:
+            for name in TASKS[task].metrics:
                 if not table.has(METRICS[name]):
                     continue
                 scores = score_models(table, name, indices)

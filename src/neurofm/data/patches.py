@@ -40,7 +40,6 @@ from neurofm.errors import NeuroFMError
 from neurofm.tasks import get_task
 
 Sample = dict[str, Any]
-_TARGETS = {"classification": "label", "regression": "age"}
 
 
 def _size3(size: int | Sequence[int]) -> tuple[int, int, int]:
@@ -139,8 +138,7 @@ class PatchDataset(Dataset[Sample]):
         self.with_mask = _all_or_none(chosen, lambda c: c.has_mask, "mask", data)
         if foreground_prob > 0 and not self.with_mask:
             raise NeuroFMError(data.root, "foreground oversampling needs masks")
-        kind = get_task(task).kind if task is not None else None
-        self.target_key = _TARGETS.get(kind or "")
+        self.target_key = get_task(task).reference_row if task is not None else None
         if self.target_key is not None:
             key = self.target_key
             if not _all_or_none(chosen, lambda c: getattr(c, key) is not None, key, data):

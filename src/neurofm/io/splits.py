@@ -3,8 +3,11 @@
 ::
 
     <root>/<task>/<split>/<case>/<sequence>.nii.gz   split: train | val | test | test_<site>
-    <root>/<task>/<split>/<case>/label.nii.gz        meningioma only
-    <root>/<task>/<split>/labels.csv                 case,site[,label | ,age]
+    <root>/<task>/<split>/<case>/label.nii.gz        mask tasks (meningioma) only
+    <root>/<task>/<split>/labels.csv                 case,site[,<target column>]
+
+Where each task's target lives (a labels.csv column or a mask file) is on its
+:class:`~neurofm.tasks.TaskSpec`.
 
 Every problem is a one-line NeuroFMError naming the file (and CSV line) at fault, because users
 arrange these folders by hand and need to know exactly what to fix.
@@ -20,12 +23,10 @@ from pathlib import Path
 
 from neurofm.errors import NeuroFMError
 from neurofm.io.layouts import read_sequence_folder
-from neurofm.tasks import get_task
+from neurofm.tasks import TaskLike, TaskSpec, get_task
 
 LABELS_CSV = "labels.csv"
-MASK_NAME = "label.nii.gz"
 _SPLIT = re.compile(r"^(train|val|test)(_[A-Za-z0-9][A-Za-z0-9.-]*)?$")
-_TARGET = {"infarct": "label", "brain_age": "age"}  # meningioma's target is the mask
 
 
 @dataclass
@@ -58,7 +59,7 @@ def list_splits(task_dir: str | Path) -> list[str]:
     return names
 
 
-def read_case_dir(case_dir: str | Path, task: str) -> Case:
+def read_case_dir(case_dir: str | Path, task: TaskLike) -> Case:
     """One case folder without labels.csv (prediction input): its sequences and optional mask.
 
     Sequence file names are normalised (unknown names are an error naming the file), and the case
@@ -70,13 +71,13 @@ def read_case_dir(case_dir: str | Path, task: str) -> Case:
         raise NeuroFMError(case_dir, "case folder does not exist")
     sequences, _ = read_sequence_folder(case_dir, strict=True)
     spec.select(set(sequences), where=str(case_dir))
-    mask = case_dir / MASK_NAME
+    mask = case_dir / spec.mask_name if spec.mask_name else None
     return Case(
         case_id=case_dir.name,
         site="",
         split_dir=case_dir.parent,
         sequences=sequences,
-        mask=mask if mask.is_file() else None,
+        mask=mask if mask is not None and mask.is_file() else None,
     )
 
 
@@ -91,9 +92,10 @@ def _number(csv_path: Path, line: int, column: str, text: str) -> float:
 
 
 def _read_labels(
-    csv_path: Path, target: str | None, require_targets: bool
+    csv_path: Path, spec: TaskSpec, require_targets: bool
 ) -> dict[str, tuple[str, float | None]]:
     """labels.csv -> {case: (site, target value or None)}, validated row by row."""
+    target = spec.target_column
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -132,19 +134,23 @@ def _read_labels(
         if text or (target and require_targets):
             assert target is not None
             value = _number(csv_path, line, target, text)
-            if target == "label" and value not in (0.0, 1.0):
-                raise NeuroFMError(csv_path, f"line {line}: label {text!r} must be 0 or 1")
-            if target == "age" and value < 0:
-                raise NeuroFMError(csv_path, f"line {line}: age {text!r} is negative")
+            if spec.kind == "classification" and value not in (0.0, 1.0):
+                raise NeuroFMError(csv_path, f"line {line}: {target} {text!r} must be 0 or 1")
+            lo, hi = spec.value_range or (-math.inf, math.inf)
+            if not lo <= value <= hi:
+                raise NeuroFMError(
+                    csv_path,
+                    f"line {line}: {target} {text!r} outside the task's range [{lo:g}, {hi:g}]",
+                )
         out[case], first_line[case] = (site, value), line
     return out
 
 
-def read_split(split_dir: str | Path, task: str, require_targets: bool = True) -> list[Case]:
+def read_split(split_dir: str | Path, task: TaskLike, require_targets: bool = True) -> list[Case]:
     """All cases of one split folder, sorted by case id, with sites and targets from labels.csv.
 
-    With ``require_targets`` (training, evaluation) labels.csv must exist with its task's target
-    column, and meningioma cases need ``label.nii.gz``. Without it (prediction input) labels.csv
+    With ``require_targets`` (training) labels.csv must exist with its task's target column,
+    and mask-task cases need their mask file. Without it (prediction input) labels.csv
     is optional and targets are read only where present. Every case folder needs a CSV row and
     every CSV row a case folder.
     """
@@ -152,11 +158,10 @@ def read_split(split_dir: str | Path, task: str, require_targets: bool = True) -
     spec = get_task(task)
     if not split_dir.is_dir():
         raise NeuroFMError(split_dir, "split folder does not exist")
-    target = _TARGET.get(spec.name)
     csv_path = split_dir / LABELS_CSV
     if csv_path.is_file():
         labels: dict[str, tuple[str, float | None]] | None = _read_labels(
-            csv_path, target, require_targets
+            csv_path, spec, require_targets
         )
     elif require_targets:
         raise NeuroFMError(csv_path, f"file does not exist (needed for task {spec.name} targets)")
@@ -176,16 +181,50 @@ def read_split(split_dir: str | Path, task: str, require_targets: bool = True) -
         raise NeuroFMError(split_dir, "no case folders")
     cases: list[Case] = []
     for folder in folders:
-        case = read_case_dir(folder, spec.name)
+        case = read_case_dir(folder, spec)
         if labels is not None:
             if folder.name not in labels:
                 raise NeuroFMError(folder, f"case folder has no row in {csv_path}")
             case.site, value = labels[folder.name]
-            if target == "label":
-                case.label = value
-            elif target == "age":
-                case.age = value
-        if spec.name == "meningioma" and require_targets and case.mask is None:
-            raise NeuroFMError(folder / MASK_NAME, "file does not exist (meningioma target mask)")
+            _set_target(case, spec, value)
+        if spec.mask_name and require_targets and case.mask is None:
+            raise NeuroFMError(
+                folder / spec.mask_name, f"file does not exist ({spec.name} target mask)"
+            )
         cases.append(case)
+    return cases
+
+
+def _set_target(case: Case, spec: TaskSpec, value: float | None) -> None:
+    if spec.kind == "classification":
+        case.label = value
+    elif spec.kind == "regression":
+        case.age = value
+
+
+def read_references(split_dir: str | Path, task: TaskLike) -> list[Case]:
+    """The reference standard of a split, sorted by case id: labels.csv, plus
+    ``<case>/<mask>`` for mask tasks — and nothing else.
+
+    What evaluation needs: a FOMO25-style reference folder holds labels without the input
+    images, so case folders and sequences are not required (``sequences`` is empty).
+    """
+    split_dir = Path(split_dir)
+    spec = get_task(task)
+    if not split_dir.is_dir():
+        raise NeuroFMError(split_dir, "split folder does not exist")
+    csv_path = split_dir / LABELS_CSV
+    if not csv_path.is_file():
+        raise NeuroFMError(csv_path, f"file does not exist (needed for task {spec.name} targets)")
+    cases = []
+    for case_id, (site, value) in sorted(_read_labels(csv_path, spec, True).items()):
+        case = Case(case_id=case_id, site=site, split_dir=split_dir, sequences={})
+        _set_target(case, spec, value)
+        if spec.mask_name:
+            case.mask = split_dir / case_id / spec.mask_name
+            if not case.mask.is_file():
+                raise NeuroFMError(case.mask, f"file does not exist ({spec.name} target mask)")
+        cases.append(case)
+    if not cases:
+        raise NeuroFMError(csv_path, "no cases")
     return cases

@@ -1,4 +1,4 @@
-"""Pure metric functions of the three FOMO25 tasks and the registry that ties them to tasks."""
+"""Pure metric functions and the registry that says how each is computed from tidy rows."""
 
 from neurofm.metrics.classification import (
     auroc,
@@ -7,12 +7,10 @@ from neurofm.metrics.classification import (
     expected_calibration_error,
 )
 from neurofm.metrics.registry import (
-    CASE_ROWS,
+    KIND_CASE_ROWS,
     METRICS,
-    TASK_METRICS,
     MetricSpec,
     case_metrics,
-    task_metrics,
 )
 from neurofm.metrics.regression import absolute_error, bias, mae, pearson, rmse
 from neurofm.metrics.segmentation import (
@@ -25,9 +23,8 @@ from neurofm.metrics.segmentation import (
 )
 
 __all__ = [
-    "CASE_ROWS",
+    "KIND_CASE_ROWS",
     "METRICS",
-    "TASK_METRICS",
     "MetricSpec",
     "absolute_error",
     "assd",
@@ -45,5 +42,4 @@ __all__ = [
     "rmse",
     "segmentation_metrics",
     "surface_distances",
-    "task_metrics",
 ]

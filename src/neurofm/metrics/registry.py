@@ -1,14 +1,15 @@
-"""Which metrics each task reports, how they read the tidy results table, and per-case scoring.
+"""The metric registry: how each summary metric reads the tidy results table, and per-case scoring.
 
 Two levels, kept apart on purpose:
 
-- *per-case* rows are what a model produces for one case and what the tidy table stores
-  (:data:`CASE_ROWS`): for meningioma the per-case metrics themselves (dice, nsd, hd95, assd);
-  for infarct the raw ``label`` and ``prob``; for brain age the raw ``age`` and ``pred`` plus
-  ``abs_error``;
-- *summary* metrics (:data:`METRICS`, listed per task in :data:`TASK_METRICS`) are computed from
-  those rows over a set of cases. AUROC, AP, balanced accuracy, ECE, RMSE, Pearson r and bias are
-  set-level: a bootstrap resamples cases and recomputes them; they are not means of anything.
+- *per-case* rows are what a model produces for one case and what the tidy table stores, fixed
+  by the task kind (:data:`KIND_CASE_ROWS`): for segmentation the per-case metrics themselves
+  (dice, nsd, hd95, assd); for classification the raw ``label`` and ``prob``; for regression the
+  raw ``age`` and ``pred`` plus ``abs_error``;
+- *summary* metrics (:data:`METRICS`; which ones a task reports is on its
+  :class:`~neurofm.tasks.TaskSpec`) are computed from those rows over a set of cases.
+  AUROC, AP, balanced accuracy, ECE, RMSE, Pearson r and bias are set-level: a bootstrap
+  resamples cases and recomputes them; they are not means of anything.
   Dice, NSD, HD95, ASSD and MAE are means of per-case values (``case_fn``), which is what lets
   rank-then-aggregate and the Wilcoxon test work case by case.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,7 +50,8 @@ from neurofm.metrics.regression import (
     rmse_rows,
 )
 from neurofm.metrics.segmentation import NSD_TOLERANCE_MM, SpacingLike, segmentation_metrics
-from neurofm.tasks import TaskKind, get_task
+
+TaskKind = Literal["classification", "segmentation", "regression"]
 
 
 def mean(values: ArrayLike) -> float:
@@ -148,55 +151,44 @@ METRICS: dict[str, MetricSpec] = {
 }
 """Summary metrics by name."""
 
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "infarct": ("auroc", "ap", "balanced_accuracy", "ece"),
-    "meningioma": ("dice", "nsd", "hd95", "assd"),
-    "brain_age": ("mae", "rmse", "pearson", "bias"),
+KIND_CASE_ROWS: dict[str, tuple[str, ...]] = {
+    "classification": ("label", "prob"),
+    "segmentation": ("dice", "nsd", "hd95", "assd"),
+    "regression": ("age", "pred", "abs_error"),
 }
-"""Summary metrics reported per task (DESIGN.md §1); the first is the task's primary metric."""
+"""Per-case rows (tidy-table ``metric`` values) that a model's results hold, per task kind."""
 
-CASE_ROWS: dict[str, tuple[str, ...]] = {
-    "infarct": ("label", "prob"),
-    "meningioma": ("dice", "nsd", "hd95", "assd"),
-    "brain_age": ("age", "pred", "abs_error"),
-}
-"""Per-case rows (tidy-table ``metric`` values) that a model's results hold per task."""
-
-REFERENCE_ROWS: dict[str, str] = {"infarct": "label", "brain_age": "age"}
+KIND_REFERENCE_ROW: dict[str, str] = {"classification": "label", "regression": "age"}
 """Rows that hold the reference standard, identical for every model that scored a case."""
 
 
-def task_metrics(task: str) -> list[MetricSpec]:
-    """Summary metrics of a task, primary first."""
-    get_task(task)
-    return [METRICS[name] for name in TASK_METRICS[task]]
-
-
 def case_metrics(
-    task: str,
+    kind: str,
     prediction: float | ArrayLike,
     reference: float | ArrayLike,
     *,
     spacing: SpacingLike | None = None,
     tolerance_mm: float = NSD_TOLERANCE_MM,
 ) -> dict[str, float]:
-    """Tidy per-case rows ``{metric: value}`` of one case (the keys of :data:`CASE_ROWS`).
+    """Tidy per-case rows ``{metric: value}`` of one case of a task kind (:data:`KIND_CASE_ROWS`).
 
-    infarct: ``prediction`` a probability, ``reference`` a 0/1 label. brain_age: both in years.
-    meningioma: binary masks of one shape and ``spacing`` (voxel sizes in mm or the 4x4 affine).
+    classification: ``prediction`` a probability, ``reference`` a 0/1 label. regression: two
+    numbers. segmentation: binary masks of one shape and ``spacing`` (voxel sizes in mm or the
+    4x4 affine).
     """
-    kind = get_task(task).kind
+    if kind not in KIND_CASE_ROWS:
+        raise NeuroFMError(kind, f"unknown task kind (known: {', '.join(KIND_CASE_ROWS)})")
     if kind == "segmentation":
         if spacing is None:
-            raise NeuroFMError(task, "segmentation metrics need the voxel spacing or affine")
+            raise NeuroFMError(kind, "segmentation metrics need the voxel spacing or affine")
         return segmentation_metrics(
             np.asarray(prediction), np.asarray(reference), spacing, tolerance_mm
         )
     pred_1, ref_1 = np.ravel(np.asarray(prediction, float)), np.ravel(np.asarray(reference, float))
     if pred_1.size != 1 or ref_1.size != 1:
-        raise NeuroFMError(task, "prediction and reference must be single numbers")
+        raise NeuroFMError(kind, "prediction and reference must be single numbers")
     if kind == "classification":
-        y, p = check_binary(ref_1, pred_1, task)
+        y, p = check_binary(ref_1, pred_1, kind)
         return {"label": float(y[0]), "prob": float(p[0])}
-    age, pred = check_pair(ref_1, pred_1, task)
+    age, pred = check_pair(ref_1, pred_1, kind)
     return {"age": float(age[0]), "pred": float(pred[0]), "abs_error": float(abs(pred[0] - age[0]))}

@@ -1,40 +1,49 @@
 """Binary-mask overlap and surface metrics in millimetres: Dice, NSD, HD95, ASSD.
 
-Conventions (those of MONAI's ``compute_surface_dice`` / ``compute_hausdorff_distance`` /
-``compute_average_surface_distance`` with ``use_subvoxels=False``, which the tests compare with):
+NSD (normalised surface Dice) follows its published definition (Nikolov et al. 2021, the DeepMind
+``surface-distance`` package, which the tests compare with; MONAI's ``compute_surface_dice`` with
+``use_subvoxels=True`` agrees): the surface is made of surface elements ("surfels") on the corners
+between voxels, found from the 2x2x2 neighbourhood code of each corner, each weighted by its area
+in mm² for the voxel spacing; NSD at tolerance τ = (area of predicted surfels within τ of the
+reference surface + area of reference surfels within τ of the predicted surface) / (total area of
+both). Counting surface *voxels* instead (``nsd_surface="voxel"``, MONAI's default
+``use_subvoxels=False``) is kept as a named option: on thick-slice (anisotropic) masks it
+under-weights the large faces and comes out lower.
+
+HD95 and ASSD use surface voxels (MONAI's ``compute_hausdorff_distance`` /
+``compute_average_surface_distance`` conventions, which the tests compare with):
 
 - surface = ``mask XOR binary_erosion(mask)`` with the 6-connected (face) structuring element and
   voxels outside the image counted as background, so a mask touching the image border has a
-  surface there;
-- distances are exact Euclidean distances in mm between surface-voxel centres — anisotropic spacing
+  surface there (surfels likewise);
+- distances are exact Euclidean distances in mm between surface points — anisotropic spacing
   is taken from the affine (:func:`neurofm.io.nifti.voxel_spacing`) or passed explicitly;
-- NSD at tolerance τ = (pred surface voxels within τ of the reference surface + reference surface
-  voxels within τ of the predicted surface) / (all surface voxels of both); voxel counts, not the
-  surfel areas of Nikolov et al.'s DeepMind code;
 - HD95 = max of the two directed 95th percentiles (linear interpolation), MONAI's convention, not
   the 95th percentile of the pooled distances;
 - ASSD = mean of the pooled distances of both directions.
 
 Edge cases are the task contract (DESIGN.md §1): both masks empty gives Dice 1, NSD 1, HD95 0,
 ASSD 0; exactly one empty gives Dice 0, NSD 0 and HD95 = ASSD = the image diagonal in mm,
-``sqrt(sum((shape * spacing)^2))``. Nothing returns NaN.
+``sqrt(sum((shape * spacing)^2))`` (:func:`missing_mask_metrics`, also the score of a missing
+prediction). Nothing returns NaN.
 
 Hand-written rather than calling MONAI because MONAI returns NaN/inf with warnings on empty masks
 and works on torch tensors one metric at a time; here surfaces and distances are computed once for
 all four metrics, and only inside the bounding box of both masks padded by one voxel (distances
-between voxels inside the box are those of the whole image). Within the box the distances come
-from one of two exact methods, whichever is cheaper (``method="auto"``):
-``scipy.ndimage.distance_transform_edt(~surface, sampling=spacing)``, linear in the box volume,
-or a KD-tree over the surface-voxel coordinates in mm (what MONAI does on CPU), which wins when
-surfaces are a small part of the box — a smooth 1 mm whole-brain mask has ~3 % of its box on the
-surface, where the tree is several times faster than two distance transforms. The tests check
-both against MONAI and against brute-force all-pairs distances.
+between points inside the box are those of the whole image). Only the surfel-area table comes
+from MONAI. Within the box the distances come from one of two exact methods, whichever is cheaper
+(``method="auto"``): ``scipy.ndimage.distance_transform_edt(~surface, sampling=spacing)``, linear
+in the box volume, or a KD-tree over the surface-point coordinates in mm (what MONAI does on CPU),
+which wins when surfaces are a small part of the box — a smooth 1 mm whole-brain mask has ~3 % of
+its box on the surface, where the tree is several times faster than two distance transforms. The
+tests check both against MONAI and against brute-force all-pairs distances.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -52,6 +61,9 @@ SpacingLike = Sequence[float] | np.ndarray | float
 """Voxel size in mm per axis, one number for isotropic voxels, or a 4x4 affine."""
 
 DistanceMethod = Literal["auto", "edt", "kdtree"]
+NSDSurface = Literal["surfel", "voxel"]
+"""How NSD measures a surface: surfel areas (the published definition) or surface-voxel counts."""
+NSD_SURFACE: NSDSurface = "surfel"
 KDTREE_SURFACE_FRACTION = 0.1
 """``auto`` uses the KD-tree when surface voxels are fewer than this share of the box (measured
 crossover of the two methods: about 0.1-0.2)."""
@@ -109,6 +121,10 @@ class SurfaceDistances:
     """Image diagonal, the score of HD95/ASSD when exactly one mask is empty."""
     both_empty: bool
     """Neither mask has a voxel (perfect agreement on absence)."""
+    pred_weights: np.ndarray | None = None
+    """Area (mm²) of each predicted surfel; None: surface voxels, each counting once."""
+    ref_weights: np.ndarray | None = None
+    """Area (mm²) of each reference surfel; None: surface voxels, each counting once."""
 
     @property
     def one_empty(self) -> bool:
@@ -122,6 +138,34 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndi.binary_erosion(mask, structure=structure, border_value=0)
 
 
+@cache
+def _surfel_table(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(area or length per neighbourhood code, the code kernel) for a voxel spacing.
+
+    MONAI's port of the DeepMind lookup table; imported here so that torch loads only when a
+    surfel surface is measured.
+    """
+    from monai.metrics.utils import get_code_to_measure_table
+
+    table, kernel = get_code_to_measure_table(spacing)
+    return np.asarray(table.cpu().numpy(), np.float64), np.asarray(kernel.cpu().numpy()[0, 0])
+
+
+def surfels(mask: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Surface elements of a mask on its corner grid (one more point per axis than voxels).
+
+    Returns a bool array over the corners (corner ``i`` lies between voxels ``i-1`` and ``i``)
+    marking those whose 2x2x2 neighbourhood is neither all in nor all out, and the area in mm²
+    (length in mm for 2-D) of each marked corner's surfel, in ``argwhere`` order.
+    """
+    table, kernel = _surfel_table(tuple(float(s) for s in spacing))
+    padded = np.zeros(tuple(n + 1 for n in mask.shape), np.uint8)
+    padded[tuple(slice(0, n) for n in mask.shape)] = mask
+    code = ndi.correlate(padded, kernel.astype(np.uint8), mode="constant", cval=0)
+    border = (code != 0) & (code != len(table) - 1)
+    return border, table[code[border]]
+
+
 def _directed_edt(surf_from: np.ndarray, surf_to: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.distance_transform_edt(~surf_to, sampling=spacing)[surf_from])
 
@@ -131,14 +175,22 @@ def _directed_kdtree(points_from: np.ndarray, points_to: np.ndarray) -> np.ndarr
 
 
 def surface_distances(
-    pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike, method: DistanceMethod = "auto"
+    pred: ArrayLike,
+    ref: ArrayLike,
+    spacing: SpacingLike,
+    method: DistanceMethod = "auto",
+    surface_kind: NSDSurface = "voxel",
 ) -> SurfaceDistances:
     """Both directed surface-distance sets, computed in the padded bounding box of both masks.
 
     If a mask is empty both distance sets are empty (there is no surface to measure to); the
     metric functions turn that into the contract's edge values. ``method`` picks the exact
     distance computation (see the module docstring); all give the same distances.
+    ``surface_kind`` "voxel" measures between surface-voxel centres; "surfel" between surfel
+    corners, with each surfel's area as its weight.
     """
+    if surface_kind not in ("voxel", "surfel"):
+        raise NeuroFMError("surface_distances", f"unknown surface {surface_kind!r}")
     p, r = check_masks(pred, ref)
     sp = resolve_spacing(spacing, p.ndim)
     diagonal = float(np.sqrt(np.sum((np.asarray(p.shape) * sp) ** 2)))
@@ -149,7 +201,12 @@ def surface_distances(
     box = tuple(
         slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, p.shape, strict=True)
     )
-    surf_p, surf_r = surface(p[box]), surface(r[box])
+    weights: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
+    if surface_kind == "surfel":
+        (surf_p, w_p), (surf_r, w_r) = surfels(p[box], sp), surfels(r[box], sp)
+        weights = (w_p, w_r)
+    else:
+        surf_p, surf_r = surface(p[box]), surface(r[box])
     n_surface = np.count_nonzero(surf_p) + np.count_nonzero(surf_r)
     if method == "auto":
         sparse = n_surface < KDTREE_SURFACE_FRACTION * surf_p.size
@@ -161,17 +218,17 @@ def surface_distances(
         to_ref, to_pred = _directed_edt(surf_p, surf_r, sp), _directed_edt(surf_r, surf_p, sp)
     else:
         raise NeuroFMError("surface_distances", f"unknown method {method!r}")
-    return SurfaceDistances(to_ref, to_pred, diagonal, both_empty=False)
+    return SurfaceDistances(to_ref, to_pred, diagonal, False, *weights)
 
 
 def nsd_from(sd: SurfaceDistances, tolerance_mm: float) -> float:
-    """NSD from precomputed distances."""
+    """NSD from precomputed distances: the weighted share of both surfaces within tolerance."""
     if sd.both_empty or sd.one_empty:
         return 1.0 if sd.both_empty else 0.0
-    within = np.count_nonzero(sd.pred_to_ref <= tolerance_mm) + np.count_nonzero(
-        sd.ref_to_pred <= tolerance_mm
-    )
-    return float(within / (sd.pred_to_ref.size + sd.ref_to_pred.size))
+    w_p = np.ones(sd.pred_to_ref.size) if sd.pred_weights is None else sd.pred_weights
+    w_r = np.ones(sd.ref_to_pred.size) if sd.ref_weights is None else sd.ref_weights
+    within = w_p[sd.pred_to_ref <= tolerance_mm].sum() + w_r[sd.ref_to_pred <= tolerance_mm].sum()
+    return float(within / (w_p.sum() + w_r.sum()))
 
 
 def hd_from(sd: SurfaceDistances, percentile: float) -> float:
@@ -197,11 +254,15 @@ def _check_tolerance(tolerance_mm: float) -> None:
 
 
 def normalised_surface_distance(
-    pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike, tolerance_mm: float = NSD_TOLERANCE_MM
+    pred: ArrayLike,
+    ref: ArrayLike,
+    spacing: SpacingLike,
+    tolerance_mm: float = NSD_TOLERANCE_MM,
+    surface_kind: NSDSurface = NSD_SURFACE,
 ) -> float:
     """Normalised surface distance (surface Dice) at ``tolerance_mm``; see the module docstring."""
     _check_tolerance(tolerance_mm)
-    sd = surface_distances(pred, ref, spacing)
+    sd = surface_distances(pred, ref, spacing, surface_kind=surface_kind)
     return nsd_from(sd, tolerance_mm)
 
 
@@ -225,14 +286,24 @@ def segmentation_metrics(
     spacing: SpacingLike,
     tolerance_mm: float = NSD_TOLERANCE_MM,
     method: DistanceMethod = "auto",
+    nsd_surface: NSDSurface = NSD_SURFACE,
 ) -> dict[str, float]:
-    """Dice, NSD, HD95 and ASSD of one case, sharing one surface-distance computation."""
+    """Dice, NSD, HD95 and ASSD of one case (HD95 and ASSD share one voxel-surface computation)."""
     _check_tolerance(tolerance_mm)
     p, r = check_masks(pred, ref)
     sd = surface_distances(p, r, spacing, method)
+    nsd_sd = sd if nsd_surface == "voxel" else surface_distances(p, r, spacing, method, "surfel")
     return {
         "dice": dice(p, r),
-        "nsd": nsd_from(sd, tolerance_mm),
+        "nsd": nsd_from(nsd_sd, tolerance_mm),
         "hd95": hd_from(sd, 95.0),
         "assd": assd_from(sd),
     }
+
+
+def missing_mask_metrics(shape: Sequence[int], spacing: SpacingLike) -> dict[str, float]:
+    """The worst case of one mask: what exactly one empty mask scores (Dice 0, NSD 0,
+    HD95 = ASSD = the image diagonal) — the score of a missing prediction."""
+    sp = resolve_spacing(spacing, len(shape))
+    diagonal = float(np.sqrt(np.sum((np.asarray(shape) * sp) ** 2)))
+    return {"dice": 0.0, "nsd": 0.0, "hd95": diagonal, "assd": diagonal}

@@ -23,7 +23,6 @@ from neurofm.atomic import publish_dir
 from neurofm.errors import NeuroFMError
 from neurofm.packages.hashing import hash_artifacts, sha256_file
 from neurofm.packages.manifest import (
-    TASK_OUTPUT_KIND,
     Manifest,
     check_paths_inside,
     dump_manifest,
@@ -31,7 +30,7 @@ from neurofm.packages.manifest import (
     parse_manifest,
 )
 from neurofm.packages.runner import execute, find_cases
-from neurofm.tasks import get_task
+from neurofm.tasks import TaskSpec, get_task
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -123,7 +122,7 @@ def build_package(
     if task is not None and task != run_task:
         raise NeuroFMError(run_dir, f"run was trained for task {run_task}, not {task}")
     sequences = _input_groups(run_task, list(predictor.input_sequences))
-    kind = TASK_OUTPUT_KIND[run_task]
+    kind = get_task(run_task).output_kind
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
@@ -141,7 +140,7 @@ def build_package(
             "description": description or f"neurofm model finetuned for {run_task}",
             "base_model": _base_model(config, run_dir),
             "inputs": {"sequences": sequences, "orientation": "RAS"},
-            "outputs": _outputs(run_task, kind),
+            "outputs": _outputs(get_task(run_task)),
             "runtime": {
                 "entrypoint": INFER_ENTRYPOINT,
                 "timeout_s": timeout_s,
@@ -182,12 +181,12 @@ def _input_groups(task: str, model_inputs: list[str]) -> list[str | list[str]]:
     return groups
 
 
-def _outputs(task: str, kind: str) -> dict[str, Any]:
-    if kind == "mask":
-        return {"kind": kind, "geometry": "same_as_input", "labels": {1: task}}
-    if task == "brain_age":
-        return {"kind": kind, "geometry": "none", "range": [0.0, 120.0], "units": "years"}
-    return {"kind": kind, "geometry": "none", "range": [0.0, 1.0]}
+def _outputs(task: TaskSpec) -> dict[str, Any]:
+    """The manifest's outputs section, from the task's output kind, value range and units."""
+    if task.value_range is None:
+        return {"kind": task.output_kind, "geometry": "same_as_input", "labels": {1: task.name}}
+    out = {"kind": task.output_kind, "geometry": "none", "range": list(task.value_range)}
+    return out | ({"units": task.units} if task.units else {})
 
 
 def _slug(text: str, task: str) -> str:

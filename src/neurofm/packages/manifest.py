@@ -29,20 +29,9 @@ from pydantic import (
 
 from neurofm.errors import NeuroFMError
 from neurofm.sequences import CANONICAL
+from neurofm.tasks import TASKS, OutputKind
 
 MANIFEST_NAME = "manifest.yaml"
-
-TaskName = Literal["infarct", "meningioma", "brain_age"]
-OutputKind = Literal["probability", "mask", "number"]
-
-#: The output kind each FOMO25 task produces (DESIGN.md §1).
-TASK_OUTPUT_KIND: dict[str, OutputKind] = {
-    "infarct": "probability",
-    "meningioma": "mask",
-    "brain_age": "number",
-}
-#: Plausible range of a number output when the manifest gives none (age in years).
-DEFAULT_NUMBER_RANGE: dict[str, tuple[float, float]] = {"brain_age": (0.0, 120.0)}
 #: argv tokens that mean "the Python interpreter that runs neurofm".
 PYTHON_TOKENS = ("python", "python3")
 
@@ -143,8 +132,7 @@ class Outputs(_Strict):
     )
     range: tuple[float, float] | None = Field(
         None,
-        description="allowed [min, max] of a number output (default: [0, 1] for "
-        "probabilities, [0, 120] for brain age)",
+        description="allowed [min, max] of a number output (default: the task's value range)",
     )
     units: str | None = None
 
@@ -221,7 +209,7 @@ class Manifest(_Strict):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     license: str = Field(min_length=1)
-    task: TaskName
+    task: str = Field(description="a built-in task name (infarct, meningioma, brain_age)")
     track: Literal["method", "open"]
     authors: list[str] = Field(min_length=1)
     description: str = ""
@@ -232,9 +220,16 @@ class Manifest(_Strict):
     artifacts: list[Artifact] = Field(default_factory=list)
     selftest: SelfTest
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r} (known: {', '.join(TASKS)})")
+        return value
+
     @model_validator(mode="after")
     def _task_contract(self) -> Manifest:
-        want = TASK_OUTPUT_KIND[self.task]
+        want = TASKS[self.task].output_kind
         if self.outputs.kind != want:
             raise ValueError(f"task {self.task} outputs a {want}, not a {self.outputs.kind}")
         paths = [a.path for a in self.artifacts]
@@ -247,12 +242,10 @@ class Manifest(_Strict):
 
     @property
     def number_range(self) -> tuple[float, float] | None:
-        """The allowed range of a number output (probabilities are always within [0, 1])."""
-        if self.outputs.kind == "probability":
-            return self.outputs.range or (0.0, 1.0)
-        if self.outputs.kind == "number":
-            return self.outputs.range or DEFAULT_NUMBER_RANGE.get(self.task)
-        return None
+        """The allowed range of a number output: the manifest's, else the task's value range."""
+        if self.outputs.kind == "mask":
+            return None
+        return self.outputs.range or TASKS[self.task].value_range
 
     @property
     def output_suffix(self) -> str:

@@ -1,8 +1,8 @@
 """A leaderboard from a tidy results table: every ranking method per task, and a final ranking.
 
-Each task is ranked on its primary metric (:data:`neurofm.metrics.registry.TASK_METRICS`, first
-entry) over all its cases pooled across sites, with one bootstrap index matrix per task shared by
-all models. The final multi-task ranking is the mean of the per-task aggregate-then-rank ranks.
+Each task is ranked on its primary metric (``TaskSpec.primary_metric``, :mod:`neurofm.tasks`)
+over all its cases pooled across sites, with one bootstrap index matrix per task shared by all
+models. The final multi-task ranking is the mean of the per-task aggregate-then-rank ranks.
 Files: ``leaderboard.csv`` (a row per task and model), ``leaderboard.json`` (everything, with
 Kendall's tau between the methods) and ``rank_stability.csv`` (long: task, model, rank, frequency).
 """
@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from neurofm.atomic import write_text_atomic
-from neurofm.metrics.registry import METRICS, TASK_METRICS
 from neurofm.ranking.methods import (
     aggregate_then_rank,
     final_ranking,
@@ -82,7 +81,8 @@ def task_board(
     df: pd.DataFrame, task: str, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> TaskBoard:
     """Rank the models of one task (validated tidy table) by every method."""
-    metric = TASK_METRICS[task][0]
+    spec = TASKS[task]
+    metric = spec.primary_metric
     table = case_table(df, task, ALL_SITES)
     scores = score_models(table, metric, bootstrap_indices(table.n_cases, n_boot, seed))
     agg = aggregate_then_rank(scores)
@@ -110,7 +110,6 @@ def task_board(
         "aggregate_vs_test": kendall_tau(agg["rank"], tested["rank"]),
         "case_vs_test": kendall_tau(per_case["rank"], tested["rank"]),
     }
-    spec = METRICS[metric]
     return TaskBoard(task, metric, spec.higher_is_better, table.n_cases, board, stability, kendall)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from neurofm.metrics.registry import METRICS, TASK_METRICS
+from neurofm.metrics.registry import METRICS
 from neurofm.results import ALL_SITES, case_table
 from neurofm.stats.bootstrap import bootstrap_indices
 from neurofm.stats.paired import paired_comparison
+from neurofm.tasks import get_task
 
 DIFFERENCE_COLUMNS = ("model", "site", "value", "ci_low", "ci_high", "p")
 
@@ -32,7 +33,7 @@ def baseline_differences(
     """Every model minus ``baseline`` on the task's primary metric, pooled (site ``all``) and per
     site: columns :data:`DIFFERENCE_COLUMNS`, ``p`` one-sided (Wilcoxon, or bootstrap for
     set-level metrics) for "the model is better"."""
-    spec = METRICS[TASK_METRICS[task][0]]
+    spec = METRICS[get_task(task).primary_metric]
     sites = sorted(df.loc[df["task"] == task, "site"].unique())
     rows = []
     for site in [ALL_SITES, *sites]:

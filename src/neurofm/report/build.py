@@ -29,7 +29,7 @@ from rich.progress import Progress
 from neurofm import __version__
 from neurofm.atomic import publish_dir, sibling_tmp_dir
 from neurofm.errors import NeuroFMError
-from neurofm.metrics.registry import METRICS, TASK_METRICS
+from neurofm.metrics.registry import METRICS
 from neurofm.ranking import Leaderboard, TaskBoard, build_leaderboard
 from neurofm.report import plots
 from neurofm.report.baseline import baseline_differences, find_baseline
@@ -38,14 +38,10 @@ from neurofm.report.inputs import ReportInputs, find_results_dir, load_inputs
 from neurofm.report.palette import REFERENCE_COLOUR, model_colours
 from neurofm.report.viewer import write_viewer
 from neurofm.results import ALL_SITES, summarise
-from neurofm.tasks import get_task
+from neurofm.tasks import TASKS, get_task
 
 _ASSETS = ("report.css", "viewer.js")
-_TASK_TITLES = {
-    "infarct": "Infarct detection (classification)",
-    "meningioma": "Meningioma segmentation",
-    "brain_age": "Brain age (regression)",
-}
+_TASK_TITLES = {name: spec.title for name, spec in TASKS.items()}
 _SITE_LABEL = {ALL_SITES: "all sites"}
 _METHODS = {
     "aggregate": ("rank_aggregate", "aggregate, then rank"),
@@ -304,7 +300,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def _glossary(tasks: list[str]) -> str:
     rows = []
     for task in tasks:
-        for metric in TASK_METRICS[task]:
+        for metric in get_task(task).metrics:
             info = metric_info(metric)
             rows.append(
                 (
@@ -375,7 +371,7 @@ def _task_section(
     task = board.task
     s = summary[summary["task"] == task]
     pooled = s[s["site"] == ALL_SITES].set_index(["model", "metric"])
-    metrics = [m for m in TASK_METRICS[task] if m in set(s["metric"])]
+    metrics = [m for m in get_task(task).metrics if m in set(s["metric"])]
     others = [m for m in metrics if m != board.metric]
     rows = []
     for model, r in board.table.iterrows():
