@@ -1,4 +1,4 @@
-"""`neurofm package schema|build|seal|verify|run|info|export`: model packages (DESIGN.md §6)."""
+"""`neurofm package schema|build|seal|verify|run|info|export|check-fomo25`: model packages."""
 
 from __future__ import annotations
 
@@ -227,13 +227,75 @@ def export(
     build_wheel: bool = typer.Option(
         True, "--build-wheel/--no-build-wheel", help="build a neurofm wheel from the source tree"
     ),
+    build: bool = typer.Option(
+        False, "--build", help="build the .sif with apptainer and check it (needs apptainer)"
+    ),
     overwrite: bool = typer.Option(False, help="replace an existing folder"),
 ) -> None:
-    """Export a package for submission (predict.py, Apptainer.def, README)."""
-    from neurofm.packages.export_fomo25 import export_fomo25
+    """Export a package for submission (predict.py, Apptainer.def, pinned requirements, README)."""
+    import shutil
+
+    from neurofm.packages.export_fomo25 import build_image, export_fomo25
 
     if not fomo25:
         raise NeuroFMError(None, "choose an export format: --fomo25 (the only one so far)")
     with console.status("exporting"):
         folder = export_fomo25(pkg, out, wheel=wheel, build=build_wheel, overwrite=overwrite)
     console.print(f"FOMO25 folder written to {folder} (see its README.md)")
+    if not build:
+        return
+    apptainer = shutil.which("apptainer")
+    if apptainer is None:
+        console.print(
+            f"apptainer is not on PATH: no image built; check the folder with "
+            f"`neurofm package check-fomo25 {folder}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    with console.status("building the image with apptainer (downloads the base image)"):
+        image = build_image(folder, apptainer)
+    console.print(f"built {image}")
+    _check_fomo25(folder, image=image, apptainer=apptainer)
+
+
+def _check_fomo25(
+    folder: Path, *, image: Path | None = None, apptainer: str = "apptainer", device: str = "auto"
+) -> None:
+    """Print each check's line; the first failure becomes the one-line error (exit 2)."""
+    from neurofm.packages.check_fomo25 import check_folder, check_image, first_failure
+
+    where = "in the image" if image is not None else "in the sandbox"
+    with console.status(f"running the FOMO25 checks ({where})"):
+        if image is None:
+            results = check_folder(folder, device=device)
+        else:
+            gpu = any(Path("/dev").glob("nvidia*"))
+            results = check_image(folder, image, apptainer=apptainer, gpu=gpu)
+    for r in results:
+        style = "green" if r.ok else "bold red"
+        console.print(f"[{style}]{r.line()}[/]", highlight=False, soft_wrap=True)
+    failed = first_failure(results)
+    if failed is not None:
+        raise NeuroFMError(folder, f"{failed.name}: {failed.reason}")
+    console.print(f"[bold green]passes the FOMO25 checks[/]: {folder}")
+
+
+@package_app.command("check-fomo25")
+def check_fomo25(
+    folder: Path = typer.Argument(..., help="exported FOMO25 folder (export --fomo25)"),
+    image: Path | None = typer.Option(
+        None, "--image", help="a built .sif: run the checks inside it (needs apptainer)"
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (folder checks; NEUROFM_DEVICE)"),
+) -> None:
+    """Repeat the FOMO25 organisers' sanity check on an export, without Apptainer."""
+    import shutil
+
+    if image is None:
+        _check_fomo25(folder, device=device)
+        return
+    apptainer = shutil.which("apptainer")
+    if apptainer is None:
+        raise NeuroFMError(image, "checking an image needs apptainer on PATH")
+    _check_fomo25(folder, image=image, apptainer=apptainer)

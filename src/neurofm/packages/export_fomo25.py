@@ -1,31 +1,49 @@
-"""Export a verified package as a FOMO25 submission folder (predict.py + Apptainer definition).
+"""Export a verified package as a FOMO25 submission folder the organisers' sanity check accepts.
 
 The folder holds ``predict.py`` (the challenge's one-case command line, ``--flair path ...
---output path``), the package's ``model/`` and ``manifest.yaml``, an ``Apptainer.def`` that
-bootstraps from ``python:3.11-slim`` and pip-installs neurofm from ``wheels/``, and a README. The
-files are rendered from ``templates/`` with :class:`string.Template`. Only packages built from a
-neurofm run (entrypoint ``neurofm.packages.infer``) can be exported: a hand-made package's code is
-not something this exporter can vouch for inside a container.
+--output path``; the image holds it at exactly ``/app/predict.py``), the package's ``model/``,
+``selftest/`` and ``manifest.yaml``, an ``Apptainer.def`` (``python:<this Python>-slim``,
+``/input`` and ``/output`` created in ``%post``, a ``%test``), ``requirements.txt`` pinning every
+dependency to the version installed here (the image runs without network, so what it installs
+is fixed when it is built), the neurofm wheel in ``wheels/`` and a README with the organisers'
+commands. The files are rendered from ``templates/`` with :class:`string.Template`. Only packages
+built from a neurofm run (entrypoint ``neurofm.packages.infer``) can be exported: a hand-made
+package's code is not something this exporter can vouch for inside a container.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from string import Template
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 from neurofm.atomic import publish_dir
 from neurofm.errors import NeuroFMError
 from neurofm.packages.archive import open_package
-from neurofm.packages.build import INFER_ENTRYPOINT, MODEL_DIR
+from neurofm.packages.build import INFER_ENTRYPOINT, MODEL_DIR, SELFTEST_DIR
+from neurofm.packages.check_fomo25 import ORGANISER_TASKS, organiser_args, output_name
 from neurofm.packages.hashing import check_integrity
 from neurofm.packages.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 TEMPLATES = ("predict.py", "Apptainer.def", "README.md")
+REQUIREMENTS = "requirements.txt"
+# What the organisers' validator reads back from each subject's output.
+_ORGANISER_OUTPUT = {
+    "probability": "`OUTPUT/sub_N.txt` must hold one number, the infarct probability.",
+    "number": "`OUTPUT/sub_N.txt` must hold one number, the brain age in years.",
+    "mask": "`OUTPUT/sub_N.nii.gz` must be a binary (0/1) mask with the input's shape.",
+}
 _OUTPUT_DESC = {
     "probability": "the infarct probability in [0, 1] as text (one number)",
     "number": "the brain age in years as text (one number)",
@@ -39,9 +57,73 @@ def _flags(manifest: Manifest) -> str:
     return " ".join(parts)
 
 
-def _example(manifest: Manifest) -> str:
-    names = [*manifest.inputs.required, *(g[0] for g in manifest.inputs.one_of)]
-    return " ".join(f"--{s} CASE/{s}.nii.gz" for s in names)
+Lookup = Callable[[str], tuple[str, str, list[str]] | None]
+
+
+def installed(name: str) -> tuple[str, str, list[str]] | None:
+    """(name, version, requirements) of an installed distribution, or None."""
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return dist.metadata["Name"], dist.version, list(dist.requires or [])
+
+
+def pin_closure(requirements: list[str], lookup: Lookup = installed) -> dict[str, str]:
+    """``name -> version`` of every distribution ``requirements`` need here, transitively.
+
+    Markers are evaluated for this interpreter (the image uses the same Python version) and for
+    the extras each requirement asks for; the local label (``2.13.0+cpu``) is dropped so the
+    image gets PyPI's build, which runs on both GPU and CPU.
+    """
+    pins: dict[str, str] = {}
+    queue = [(Requirement(r), "") for r in requirements]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while queue:
+        req, extra = queue.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        found = lookup(req.name)
+        if found is None:
+            raise NeuroFMError(None, f"{req.name} (needed by neurofm) is not installed here")
+        name, version, requires = found
+        pins[canonicalize_name(name)] = Version(version).public
+        for extra_name in ["", *sorted(req.extras)]:
+            queue += [(Requirement(r), extra_name) for r in requires]
+    return dict(sorted(pins.items()))
+
+
+def requirements_text(pins: dict[str, str]) -> str:
+    """The pinned ``requirements.txt`` of the image, with why it is pinned."""
+    head = (
+        "# Every dependency of neurofm, pinned to the version the export was made (and checked)\n"
+        "# with. The image installs these, then neurofm from wheels/ with --no-deps.\n"
+    )
+    return head + "".join(f"{name}=={version}\n" for name, version in pins.items())
+
+
+def organiser_command(manifest: Manifest, image: str) -> str:
+    """The organisers' call of ``predict.py`` for one subject of the package's task."""
+    task = manifest.task
+    args = organiser_args(
+        task, list(ORGANISER_TASKS[task][1]), "/input", "/output/" + output_name(task)
+    )
+    return (
+        f"apptainer exec --nv --bind SUBJECT:/input:ro --bind OUTPUT:/output {image} "
+        "python /app/predict.py " + " ".join(args)
+    )
+
+
+def _organiser_table() -> str:
+    rows = []
+    for task, (number, seqs) in ORGANISER_TASKS.items():
+        args = organiser_args(task, list(seqs), "/input", "/output/" + output_name(task))
+        rows.append(f"| {number} ({task}) | `python /app/predict.py {' '.join(args)}` |")
+    return "\n".join(rows)
 
 
 def neurofm_source_root() -> Path | None:
@@ -111,7 +193,12 @@ def export_fomo25(
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
         try:
             shutil.copytree(pkg_dir / MODEL_DIR, tmp / MODEL_DIR)
+            shutil.copytree(pkg_dir / SELFTEST_DIR, tmp / SELFTEST_DIR)
             shutil.copyfile(pkg_dir / MANIFEST_NAME, tmp / MANIFEST_NAME)
+            requires = importlib.metadata.requires("neurofm") or []
+            (tmp / REQUIREMENTS).write_text(
+                requirements_text(pin_closure(requires)), encoding="utf-8"
+            )
             wheels = tmp / "wheels"
             wheels.mkdir()
             if wheel is not None:
@@ -134,9 +221,21 @@ def export_fomo25(
                 "task": manifest.task,
                 "track": manifest.track,
                 "license": manifest.license,
+                "authors": ", ".join(manifest.authors),
+                "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                "challenge_task": ORGANISER_TASKS[manifest.task][0],
                 "flags": _flags(manifest),
-                "example": _example(manifest),
-                "suffix": manifest.output_suffix,
+                "organiser_flags": " ".join(
+                    organiser_args(
+                        manifest.task,
+                        list(ORGANISER_TASKS[manifest.task][1]),
+                        "/input",
+                        "/output/" + output_name(manifest.task),
+                    )
+                ),
+                "organiser_command": organiser_command(manifest, f"{manifest.id}.sif"),
+                "organiser_output": _ORGANISER_OUTPUT[manifest.outputs.kind],
+                "organiser_table": _organiser_table(),
                 "output_desc": _OUTPUT_DESC[manifest.outputs.kind],
                 "wheel_note": wheel_note,
             }
@@ -150,3 +249,22 @@ def export_fomo25(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out
+
+
+def build_image(folder: Path, apptainer: str) -> Path:
+    """``apptainer build`` the folder's definition into ``<folder>/<id>.sif`` (network needed)."""
+    manifest = load_manifest(folder)
+    image = Path(folder) / f"{manifest.id}.sif"
+    fakeroot = ["--fakeroot"] if os.geteuid() != 0 else []
+    proc = subprocess.run(
+        [apptainer, "build", *fakeroot, str(image), "Apptainer.def"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()][-1:]
+        raise NeuroFMError(
+            Path(folder) / "Apptainer.def", f"apptainer build failed: {' '.join(tail)}"
+        )
+    return image

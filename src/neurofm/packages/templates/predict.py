@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""FOMO25 challenge entrypoint for the neurofm package "$name" ($package_id $version).
+"""FOMO25 challenge entry point for the neurofm package "$name" ($package_id $version).
 
-Exported by ``neurofm package export --fomo25``. The challenge calls, for one case::
+Exported by ``neurofm package export --fomo25`` and installed at ``/app/predict.py``. The
+organisers call it once per case, one flag per sequence::
 
-    python predict.py --flair F.nii.gz --dwi_b1000 D.nii.gz [--adc A.nii.gz] \
-        [--swi S.nii.gz | --t2s T.nii.gz] [--t1 T1.nii.gz --t2 T2.nii.gz] --output OUT
+    python /app/predict.py $organiser_flags
 
-and this writes $output_desc to OUT. The model in ``model/`` is run with the same neurofm code as
-``neurofm package run`` (``neurofm.predict.predict_case_dir``), so the outputs are identical.
+and it writes $output_desc to the ``--output`` path. The model in ``model/`` beside this file
+runs with the same neurofm code as ``neurofm package run`` (``neurofm.predict``), so the outputs
+are identical. The device is chosen at run time: the GPU when one is visible, else the CPU
+(``--device`` or ``NEUROFM_DEVICE`` override it). Nothing is downloaded. A missing input file or
+an unusable case exits with code 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TASK = "$task"
-SEQUENCES = ("t1", "t2", "flair", "dwi_b1000", "adc", "swi", "t2s")
+SEQUENCES = ("flair", "dwi_b1000", "adc", "swi", "t2s", "t1", "t2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor = load_predictor(HERE / "model", device=args.device)
+        print(f"{TASK}: running on {predictor.device}", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="fomo25-") as tmp:
             case = Path(tmp) / "case"
             case.mkdir()
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                 os.symlink(path.resolve(), case / f"{seq}{suffix}")
             result = predict_case_dir(predictor, case, Path(tmp) / "out")
             args.output.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(result, args.output)
+            partial = args.output.with_name(f".{args.output.name}.partial")
+            shutil.copyfile(result, partial)
+            os.replace(partial, args.output)
     except NeuroFMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,265 @@
+"""FOMO25 export and the organisers' sanity check, repeated without Apptainer.
+
+Packages of tiny untrained models (as in test_package_build) are exported per task and must pass
+``check-fomo25``; hand-broken copies (entry point elsewhere, no /input, unpinned requirements, a
+predict.py writing the wrong type) must fail with a one-line reason naming the check.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from neurofm.cli import app, main
+from neurofm.errors import NeuroFMError
+from neurofm.packages.build import build_package
+from neurofm.packages.check_fomo25 import (
+    CheckResult,
+    apptainer_exec_argv,
+    check_folder,
+    check_pinned,
+    commands,
+    first_failure,
+    organiser_args,
+    parse_definition,
+)
+from neurofm.packages.export_fomo25 import build_wheel, export_fomo25, pin_closure
+from test_package_build import tiny_run
+
+torch.set_num_threads(1)
+AFFINE = np.diag([2.0, 2.0, 2.5, 1.0])
+SEQUENCES = {
+    "infarct": ("adc", "dwi_b1000", "flair", "swi"),
+    "meningioma": ("dwi_b1000", "flair", "t2s"),
+    "brain_age": ("t1", "t2"),
+}
+CHECKS = [
+    "definition", "entry point", "input/output folders", "executable", "%test",
+    "pinned dependencies", "neurofm wheel", "model files", "flags", "self-test case",
+    "output type", "self-test reference", "failing case",
+]  # fmt: skip
+
+
+def task_case(folder: Path, task: str, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    head = np.zeros((20, 22, 18), np.float32)
+    head[3:-3, 3:-3, 3:-3] = 1
+    for seq in SEQUENCES[task]:
+        data = head * rng.uniform(40, 100, head.shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, AFFINE), str(folder / f"{seq}.nii.gz"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def export_task(root: Path, task: str, wheel: Path) -> Path:
+    run = tiny_run(root / "run", task)
+    sample = task_case(root / "sample" / "case7", task, seed=7)
+    pkg = root / "pkg"
+    build_package(run, pkg, sample=sample, pkg_id=f"tiny-{task.replace('_', '-')}")
+    return export_fomo25(pkg, root / "fomo", wheel=wheel)
+
+
+@pytest.fixture(scope="module")
+def age_export(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    return export_task(tmp_path_factory.mktemp("age"), "brain_age", wheel)
+
+
+def broken_copy(export: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "broken"
+    shutil.copytree(export, dst)
+    return dst
+
+
+def assert_passes(results: list[CheckResult]) -> None:
+    assert first_failure(results) is None, [r.line() for r in results]
+    assert [r.name for r in results] == CHECKS
+    assert all("\n" not in r.reason and r.reason for r in results)
+
+
+def test_brain_age_export_passes_the_check(age_export: Path) -> None:
+    assert {p.name for p in age_export.iterdir()} == {
+        "predict.py", "Apptainer.def", "README.md", "manifest.yaml", "model", "selftest",
+        "wheels", "requirements.txt",
+    }  # fmt: skip
+    results = check_folder(age_export, device="cpu")
+    assert_passes(results)
+    by_name = {r.name: r for r in results}
+    # The value the check read back is the package's own self-test reference.
+    reference = float((age_export / "selftest" / "reference.txt").read_text())
+    assert f"{reference:.6g}" in by_name["output type"].reason
+    assert "--t1 --t2 --output" in by_name["flags"].reason
+    assert "exits 2, writes nothing" in by_name["failing case"].reason
+
+    cmd = ["package", "check-fomo25", str(age_export), "--device", "cpu"]
+    result = CliRunner().invoke(app, cmd)
+    assert result.exit_code == 0, result.output
+    assert "passes the FOMO25 checks" in result.output
+
+
+@pytest.mark.slow  # a package build and a model run per task in fresh sandboxed interpreters
+@pytest.mark.parametrize("task", ["infarct", "meningioma"])
+def test_infarct_and_meningioma_exports_pass(tmp_path: Path, wheel: Path, task: str) -> None:
+    export = export_task(tmp_path, task, wheel)
+    results = check_folder(export, device="cpu")
+    assert_passes(results)
+    kind = {r.name: r.reason for r in results}["output type"]
+    if task == "meningioma":
+        assert "binary NIfTI mask on the input grid (20, 22, 18)" in kind
+    else:
+        assert "probability" in kind and "in [0, 1]" in kind
+
+
+def test_definition_follows_the_organisers_guide(age_export: Path) -> None:
+    defn = parse_definition((age_export / "Apptainer.def").read_text())
+    assert defn.header == {"bootstrap": "docker", "from": "python:3.11-slim"}
+    assert ["predict.py", "/app/predict.py"] in [ln.split() for ln in defn.lines("files")]
+    assert ["mkdir", "-p", "/input", "/output"] in commands(defn.lines("post"))
+    assert ["chmod", "+x", "/app/predict.py"] in commands(defn.lines("post"))
+    assert 'exec python /app/predict.py "$@"' in defn.lines("runscript")
+    pins = (age_export / "requirements.txt").read_text().splitlines()
+    assert "torch==2.13.0" in pins  # the local '+cpu' label is dropped: PyPI's GPU/CPU build
+    assert any(p.startswith("monai==") for p in pins)
+    assert not any(p.startswith(("neurofm", "pytest", "ruff")) for p in pins)
+
+
+def test_readme_states_the_organisers_commands(age_export: Path) -> None:
+    readme = (age_export / "README.md").read_text()
+    assert (
+        "apptainer exec --nv --bind SUBJECT:/input:ro --bind OUTPUT:/output tiny-brain-age.sif "
+        "python /app/predict.py --t1 /input/ses_1/t1.nii.gz --t2 /input/ses_1/t2.nii.gz "
+        "--output /output/sub_1.txt"
+    ) in readme
+    assert "apptainer exec tiny-brain-age.sif test -f /app/predict.py" in readme
+    for row in ("| task1 (infarct) |", "| task2 (meningioma) |", "| task3 (brain_age) |"):
+        assert row in readme
+    assert "--output /output/sub_1.nii.gz" in readme  # the mask task's row
+    assert "$" not in readme.replace("$@", "")  # every template field was filled
+
+
+def test_entry_point_elsewhere_fails_with_one_line(
+    age_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = broken_copy(age_export, tmp_path)
+    path = broken / "Apptainer.def"
+    path.write_text(path.read_text().replace("predict.py /app/predict.py", "predict.py /opt/p.py"))
+    results = check_folder(broken, device="cpu")
+    failed = first_failure(results)
+    assert failed is not None and failed.name == "entry point"
+    assert failed.reason == (
+        "%files puts nothing at /app/predict.py (it goes to /opt/p.py); "
+        "the organisers call exactly python /app/predict.py"
+    )
+    assert "self-test case" not in [r.name for r in results]  # nothing ran
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["package", "check-fomo25", str(broken)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {broken}: entry point: {failed.reason}"]
+
+
+def test_no_input_folder_fails(age_export: Path, tmp_path: Path) -> None:
+    broken = broken_copy(age_export, tmp_path)
+    path = broken / "Apptainer.def"
+    path.write_text(path.read_text().replace("mkdir -p /input /output", "mkdir -p /output"))
+    failed = first_failure(check_folder(broken))
+    assert failed == CheckResult(
+        "input/output folders", False, "%post does not create /input (mkdir -p /input /output)"
+    )
+
+
+def test_unpinned_requirement_fails(age_export: Path, tmp_path: Path) -> None:
+    broken = broken_copy(age_export, tmp_path)
+    req = broken / "requirements.txt"
+    req.write_text(req.read_text().replace("torch==2.13.0", "torch>=2.4"))
+    defn = parse_definition((broken / "Apptainer.def").read_text())
+    result = check_pinned(defn, broken)
+    assert not result.ok
+    assert result.reason == "requirements.txt: 'torch>=2.4' is not pinned (name==version)"
+
+
+WRONG_TYPE = """#!/usr/bin/env python3
+import argparse, pathlib
+p = argparse.ArgumentParser()
+for s in ("flair", "dwi_b1000", "adc", "swi", "t2s", "t1", "t2", "output"):
+    p.add_argument("--" + s)
+a = p.parse_args()
+pathlib.Path(a.output).write_text("forty-two\\n")
+"""
+
+
+def test_predict_writing_the_wrong_type_fails(age_export: Path, tmp_path: Path) -> None:
+    broken = broken_copy(age_export, tmp_path)
+    (broken / "predict.py").write_text(WRONG_TYPE)
+    results = {r.name: r for r in check_folder(broken, device="cpu")}
+    assert results["self-test case"].ok  # it ran and wrote sub_1.txt ...
+    assert not results["output type"].ok  # ... but not a number
+    assert results["output type"].reason == "output is not one number: 'forty-two'"
+    # It also exits 0 and writes an output when an input file is missing.
+    assert results["failing case"].reason.endswith("still exits 0")
+
+
+def test_pin_closure_follows_markers_extras_and_drops_local_labels() -> None:
+    dists = {
+        "a": ("A", "1.0", ["b>=1", "c; extra == 'test'", "d[x]", "w; sys_platform == 'nt'"]),
+        "b": ("b", "2.13.0+cpu", []),
+        "d": ("D", "3", ["e; extra == 'x'", "f; extra == 'y'"]),
+        "e": ("e", "4.1", ["b"]),
+    }
+    pins = pin_closure(["a"], lambda name: dists.get(name.lower()))
+    assert pins == {"a": "1.0", "b": "2.13.0", "d": "3", "e": "4.1"}
+    with pytest.raises(NeuroFMError, match="c \\(needed by neurofm\\) is not installed"):
+        pin_closure(["c"], lambda name: dists.get(name.lower()))
+
+
+def test_organiser_call_and_apptainer_command() -> None:
+    found = ["flair", "swi", "adc", "dwi_b1000"]
+    args = organiser_args("infarct", found, "/input", "/output/s.txt")
+    assert args == [
+        "--adc", "/input/ses_1/adc.nii.gz", "--dwi_b1000", "/input/ses_1/dwi_b1000.nii.gz",
+        "--flair", "/input/ses_1/flair.nii.gz", "--swi", "/input/ses_1/swi.nii.gz",
+        "--output", "/output/s.txt",
+    ]  # fmt: skip
+    argv = apptainer_exec_argv(
+        "apptainer", Path("m.sif"), ["python", "/app/predict.py"],
+        {Path("/d/sub_1"): "/input:ro", Path("/o"): "/output"}, gpu=True,
+    )  # fmt: skip
+    assert argv == [
+        "apptainer", "exec", "--nv", "--bind", "/d/sub_1:/input:ro", "--bind", "/o:/output",
+        "m.sif", "python", "/app/predict.py",
+    ]  # fmt: skip
+
+
+def test_definition_parser_joins_continuations_and_splits_commands() -> None:
+    defn = parse_definition(
+        "Bootstrap: docker\nFrom: x\n%post\n  # note\n  mkdir -p /a \\\n    /b && chmod 755 /c\n"
+    )
+    assert commands(defn.lines("post")) == [["mkdir", "-p", "/a", "/b"], ["chmod", "755", "/c"]]
+
+
+def test_export_build_without_apptainer_says_so(
+    tmp_path: Path, wheel: Path, age_export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n, *a, **k: None if n == "apptainer" else which(n))
+    pkg = tmp_path / "pkg"
+    shutil.copytree(age_export.parent / "pkg", pkg)
+    out = tmp_path / "fomo"
+    result = CliRunner().invoke(
+        app, ["package", "export", str(pkg), "--fomo25", "--out", str(out), "--wheel", str(wheel),
+              "--build"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "apptainer is not on PATH: no image built" in result.output
+    assert not list(out.glob("*.sif"))
