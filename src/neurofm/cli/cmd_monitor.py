@@ -1,0 +1,120 @@
+"""`neurofm monitor fit|score|errors`: out-of-domain flags and black-box error detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from neurofm.cli import app
+
+monitor_app = typer.Typer(
+    help="Watch a model in deployment with a foundation model's embeddings.",
+    no_args_is_help=True,
+)
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("fit")
+def fit(
+    model: Path = typer.Option(..., help="finetuned run whose encoder embeds the cases"),
+    reference: Path = typer.Option(..., help="split (or case) folder of in-domain cases"),
+    out: Path = typer.Option(..., help="monitor folder to write"),
+    false_alarm: float = typer.Option(0.05, help="false-alarm rate on in-domain cases"),
+    calibration_fraction: float = typer.Option(0.3, help="reference share held out"),
+    k: int = typer.Option(5, min=1, help="neighbours of the kNN score"),
+    method: str = typer.Option("knn", help="method whose flag is the case flag"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """Embed reference cases, fit kNN / Mahalanobis / GMM density, calibrate thresholds."""
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.cases import input_cases
+    from neurofm.monitor.density import METHODS
+    from neurofm.monitor.embed import load_embedder
+    from neurofm.monitor.monitor import MonitorSettings, fit_monitor
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    if method not in METHODS:
+        raise NeuroFMError(None, f"--method {method!r}: one of {', '.join(METHODS)}")
+    if not 0.0 < false_alarm < 1.0:
+        raise NeuroFMError(None, f"--false-alarm {false_alarm}: must be in (0, 1)")
+    cases = input_cases(reference)
+    embedder = load_embedder(model, device)
+    emb = embedder.embed_cases(cases, label="embed reference")
+    settings = MonitorSettings(false_alarm, calibration_fraction, k, method, seed)
+    mon = fit_monitor([c.name for c in cases], emb, str(model), embedder.weights, settings)
+    mon.save(out)
+    shown = ", ".join(f"{m} {t:.3g}" for m, t in mon.thresholds.items())
+    typer.echo(
+        f"monitor of {len(mon.fit_ids)} reference cases, thresholds calibrated on "
+        f"{len(mon.calib_ids)} held out at false-alarm {false_alarm:g}: {shown}"
+    )
+    typer.echo(f"written to {out}")
+
+
+@monitor_app.command("score")
+def score(
+    monitor: Path = typer.Argument(..., help="monitor folder from `neurofm monitor fit`"),
+    input: Path = typer.Option(..., "--input", help="case folder or split folder to score"),
+    out: Path = typer.Option(..., help="CSV to write (one row per case)"),
+    model: Path | None = typer.Option(None, help="run to embed with (default: the monitor's)"),
+    neighbours: int = typer.Option(3, min=1, help="nearest reference cases listed per case"),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """Score cases against a monitor: scores, flags and nearest reference cases per case."""
+    from neurofm.atomic import write_text_atomic
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.cases import input_cases
+    from neurofm.monitor.embed import load_embedder, weights_sha256
+    from neurofm.monitor.monitor import load_monitor
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output already exists; use --overwrite")
+    mon = load_monitor(monitor)
+    run = Path(mon.model) if model is None else model
+    mon.check_weights(weights_sha256(run), run)
+    cases = input_cases(input)
+    emb = load_embedder(run, device).embed_cases(cases, label="embed")
+    table = mon.score([c.name for c in cases], emb, neighbours)
+    write_text_atomic(out, table.to_csv(index=False))
+    typer.echo(f"{int(table['flag'].sum())} of {len(table)} cases flagged; written to {out}")
+
+
+@monitor_app.command("errors")
+def errors(
+    model: Path = typer.Option(..., help="finetuned run whose encoder embeds the cases"),
+    val: Path = typer.Option(..., help="labelled validation split"),
+    val_predictions: Path = typer.Option(..., help="black box's <case>.txt on the validation"),
+    test: Path = typer.Option(..., help="labelled test split (kept apart)"),
+    test_predictions: Path = typer.Option(..., help="black box's <case>.txt on the test"),
+    out: Path = typer.Option(..., help="folder for errors.json, before_after.csv, cases.csv"),
+    task: str = typer.Option("infarct", help="classification task of the labels"),
+    max_fpr: float = typer.Option(0.2, help="largest false-positive rate allowed"),
+    bb_threshold: float = typer.Option(0.5, help="the black box's own threshold"),
+    k: int = typer.Option(5, min=1, help="neighbours per case"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """Raise a black box's sensitivity at a bounded false-positive rate from where it errs."""
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.blackbox_run import run_error_detection
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    if not 0.0 < max_fpr < 1.0:
+        raise NeuroFMError(None, f"--max-fpr {max_fpr}: must be in (0, 1)")
+    table = run_error_detection(
+        model, task, (val, val_predictions), (test, test_predictions), out,
+        max_fpr=max_fpr, bb_threshold=bb_threshold, k=k, seed=seed, device=device,
+    )  # fmt: skip
+    for r in table.itertuples():
+        typer.echo(
+            f"{r.rule:28s} sensitivity {r.sensitivity:.2f} ({r.sens_low:.2f}-{r.sens_high:.2f})"
+            f"  specificity {r.specificity:.2f} ({r.spec_low:.2f}-{r.spec_high:.2f})"
+        )
+    typer.echo(f"written to {out}")
