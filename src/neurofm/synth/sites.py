@@ -37,7 +37,6 @@ from neurofm.synth.templates import trilinear
 Box = tuple[tuple[float, float, float], tuple[float, float, float]]
 Shift = Literal["matched", "novel"]
 SHIFTS: tuple[Shift, ...] = ("matched", "novel")
-AXIS_NAMES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,8 @@ _INTERVALS = (
     "p_swi",
 )
 _TOL = 1e-9  # relative: products like spacing × factor must not read as outside
+_VOXEL_AWAY = 0.08  # a target's in-plane voxel is at least this fraction off the source's
+_SCALE_AWAY = 2.2  # ... and its intensity scale at least this factor off
 
 
 def _inside(value: float, interval: tuple[float, float]) -> bool:
@@ -248,11 +249,11 @@ def target_site(
     gw = 1.0 + float(rng.choice([-1.0, 1.0])) * float(
         rng.uniform(0.10, min(r.gw_contrast[1] - 1.0, 1.0 - r.gw_contrast[0]))
     )
-    up = rng.random() < 0.5
-    if "slice_thickness" in novel or up:
-        inplane = float(rng.uniform(1.08, r.spacing[1]))
+    # larger voxels for a novel thickness: 4 x 1.08 beats the ranges' 3 x 1.2
+    if "slice_thickness" in novel or rng.random() < 0.5:
+        inplane = float(rng.uniform(1.0 + _VOXEL_AWAY, r.spacing[1]))
     else:
-        inplane = float(rng.uniform(r.spacing[0], 0.92))
+        inplane = float(rng.uniform(r.spacing[0], 1.0 - _VOXEL_AWAY))
     thick_factors = [f for f in r.slice_factors if f > 1]
     if "slice_thickness" in novel:
         factor = max(r.slice_factors) + 1
@@ -271,10 +272,12 @@ def target_site(
     else:
         snr = float(rng.uniform(r.snr[0], min(r.snr[1], 0.75 * source.snr)))
     lo, hi = r.intensity_scale
+    up = rng.random() < 0.5
     if "intensity_scale" in novel:
         scale = _log_uniform(rng, hi * 1.5, hi * 3) if up else _log_uniform(rng, lo / 3, lo / 1.25)
     else:
-        away = (source.intensity_scale * 2.2, hi) if up else (lo, source.intensity_scale / 2.2)
+        s = source.intensity_scale
+        away = (s * _SCALE_AWAY, hi) if up else (lo, s / _SCALE_AWAY)
         scale = _log_uniform(rng, *away)
     residue = float(rng.uniform(*r.strip_residue_mm)) if rng.random() < 0.5 else 0.0
     return SiteParams(
