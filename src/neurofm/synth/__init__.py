@@ -5,5 +5,6 @@ below it are usable on their own (templates, anatomy, lesions, contrast, sites, 
 """
 
 from neurofm.synth.benchmark import PRESETS, SynthPreset, build_benchmark, get_preset
+from neurofm.synth.sites import SHIFTS
 
-__all__ = ["PRESETS", "SynthPreset", "build_benchmark", "get_preset"]
+__all__ = ["PRESETS", "SHIFTS", "SynthPreset", "build_benchmark", "get_preset"]
