@@ -78,7 +78,11 @@ def test_brain_age_and_meningioma_splits(split_of: Callable[..., Path]) -> None:
         ("infarct", "case,site,label\nc1,A,\nc2,A,0\n", r"line 2: label '' is not a number"),
         ("brain_age", "case,site,age\nc1,A,old\nc2,A,3\n", r"line 2: age 'old' is not a number"),
         ("brain_age", "case,site,age\nc1,A,nan\nc2,A,3\n", r"line 2: age 'nan' is not finite"),
-        ("brain_age", "case,site,age\nc1,A,-1\nc2,A,3\n", r"line 2: age '-1' outside the task's range \[0, 120\]"),
+        (
+            "brain_age",
+            "case,site,age\nc1,A,-1\nc2,A,3\n",
+            r"line 2: age '-1' outside the task's range \[0, 120\]",
+        ),
         (
             "infarct",
             "case,site,label\nc1,A,1\nc2,A,0\nc9,A,1\n",
