@@ -16,8 +16,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from neurofm.errors import NeuroFMError
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -149,3 +153,75 @@ try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
 except OSError:
     _LIBC = None
+
+
+class DiskFull(NeuroFMError):
+    """A write failed because the disk (or the user's quota) is full; ``where`` names the folder."""
+
+    def __init__(
+        self, where: str | Path, hint: str = "free space and run the same command again"
+    ) -> None:
+        super().__init__(where, f"disk full (no space left on device); {hint}")
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+LOW_SPACE_BYTES = 16 << 20  # below this, an unexplained write failure is taken for a full disk
+
+
+def free_bytes(path: str | Path) -> int:
+    """Bytes an unprivileged user may still write on the filesystem holding ``path``."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
+    """Whether ``exc`` is a full disk: ENOSPC/EDQUOT, its message, or a write-layer error
+    without errno (blosc2 and torch raise bare RuntimeErrors) while ``where`` is nearly full.
+
+    Call it before the failed write's partial files are deleted: they are what fills the disk.
+    """
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    if any(t in str(exc) for t in _FULL_TEXT):
+        return True
+    if where is None or not isinstance(exc, RuntimeError):
+        return False
+    try:
+        return free_bytes(where) < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+@contextmanager
+def disk_full_guard(
+    where: str | Path, hint: str = "free space and run the same command again"
+) -> Iterator[None]:
+    """Re-raise a full-disk failure inside the block as one :class:`DiskFull` naming ``where``."""
+    try:
+        yield
+    except NeuroFMError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc, where):
+            raise DiskFull(where, hint) from exc
+        raise
+
+
+@contextmanager
+def remove_on_failure(paths: Iterable[str | Path]) -> Iterator[None]:
+    """Delete those of ``paths`` the block created if it fails or is interrupted.
+
+    For commands that add files to a folder they share with earlier output (``predict``): a
+    failed run leaves the folder as it found it, so the same command can simply run again.
+    """
+    new = [Path(p) for p in paths if not os.path.lexists(p)]
+    try:
+        yield
+    except BaseException:
+        for p in new:
+            p.unlink(missing_ok=True)
+        raise

@@ -1,12 +1,17 @@
 """The thin command line: each sub-module registers its commands on :data:`app`.
 
 Bad input anywhere below raises :class:`~neurofm.errors.NeuroFMError`; :func:`main` turns it into
-one line on stderr and exit code 2, so scripts can tell bad input from crashes.
+one line on stderr and exit code 2, so scripts can tell bad input from crashes. Full disks,
+Ctrl-C and SIGTERM are one line too (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,26 +42,60 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, mapping NeuroFMError to a one-line message and exit code 2."""
+    """Entry point: every expected fault ends in one line on stderr and a documented exit code.
+
+    Bad input and full disks exit 2, Ctrl-C 130, SIGTERM 143 (docs/reliability.md). SIGTERM is
+    turned into an exception so that locks are released and temporary folders removed on the
+    way out, exactly as for Ctrl-C.
+    """
+    from neurofm.atomic import is_disk_full
+
+    previous = _raise_on_sigterm()
     try:
         rc = app(args=argv, standalone_mode=False)
     except NeuroFMError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc), 2)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+        _fail(f"interrupted ({name}); finished work is kept, the unfinished step was removed", code)
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:
         # usage errors: click's ClickException, which newer typer vendors (no click to import),
         # so recognise it by its interface
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
             show()
-            sys.exit(code)
+            sys.exit(exit_code)
+        if is_disk_full(exc):  # a full disk the write layer did not name: name what we can
+            filename = getattr(exc, "filename", None)
+            where = f"{Path(filename).parent}: " if filename else ""
+            _fail(f"{where}disk full (no space left on device); free space and run again", 2)
         raise
+    finally:
+        if previous is not None:  # in-process callers (tests, notebooks) get theirs back
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(rc, int) and rc != 0:
         sys.exit(rc)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so every ``finally`` and cleanup handler runs."""
+
+
+def _raise_on_sigterm() -> Any:
+    """Install the SIGTERM handler (main thread only); returns the one it replaced."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)

@@ -21,12 +21,13 @@ def predict(
     overwrite: bool = typer.Option(False, help="replace existing predictions"),
 ) -> None:
     """Predict every case under INPUT into OUTPUT (DESIGN §9 file names)."""
+    from neurofm.atomic import disk_full_guard, remove_on_failure
     from neurofm.locks import folder_lock
     from neurofm.predict import load_predictor, predict_case_dir
     from neurofm.train.runs import case_dirs, refuse_existing_outputs
 
     if (model / "manifest.yaml").exists() or model.is_file():
-        with folder_lock(output, "neurofm predict"):
+        with folder_lock(output, "neurofm predict"), disk_full_guard(output):
             _predict_with_package(task, model, input, output, device, overwrite)
         return
     predictor = load_predictor(model, device)
@@ -34,10 +35,12 @@ def predict(
         raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")
     cases = case_dirs(input)
     suffix = ".nii.gz" if predictor.task.kind == "segmentation" else ".txt"
-    with folder_lock(output, "neurofm predict"):
-        refuse_existing_outputs([output / f"{c.name}{suffix}" for c in cases], overwrite)
-        for case in track(cases, description=f"predicting {task}"):
-            predict_case_dir(predictor, case, output)
+    outputs = [output / f"{c.name}{suffix}" for c in cases]
+    with folder_lock(output, "neurofm predict"), disk_full_guard(output):
+        refuse_existing_outputs(outputs, overwrite)
+        with remove_on_failure(outputs):  # a failed or interrupted run adds nothing
+            for case in track(cases, description=f"predicting {task}"):
+                predict_case_dir(predictor, case, output)
     typer.echo(f"{len(cases)} prediction(s) written to {output}")
 
 

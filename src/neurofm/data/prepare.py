@@ -17,6 +17,9 @@ Guarantees:
   a case whose fingerprint is unchanged is not redone, so a re-run after ``kill -9`` continues
   where it stopped.
   File hashes are reused while a file's size and mtime are unchanged, so a no-op run only stats.
+- **Faults end in one line** (docs/reliability.md): a full disk stops the run with
+  ``DST: disk full``, Ctrl-C/SIGTERM let running cases finish and drop queued ones; finished
+  cases stay, so the same command continues after space is freed or the run is restarted.
 - **Bad input never costs prepared data**: the first bad file stops the run with a one-line
   :class:`~neurofm.errors.NeuroFMError`; finished cases stay, and ``manifest.json`` (written
   atomically) is only replaced after a subset finished without error, so it always describes a
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -40,6 +44,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neurofm import __version__
+from neurofm.atomic import disk_full_guard
 from neurofm.data.cache import (
     FORMAT,
     PreparedCase,
@@ -239,22 +244,28 @@ def prepare_case(
     tmp = subset_dir / f"{job.case_id}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        case = write_case(
-            tmp,
-            pre,
-            case_id=job.case_id,
-            fingerprint=fp,
-            site=job.site,
-            label=job.label,
-            age=job.age,
-            sources={name: _describe(job.session.sequences[name]) for name in job.channels},
-            source_hashes=hashes,
-        )
-        commit_case_dir(tmp, final)
+        with disk_full_guard(subset_dir):  # inside: the partial case still fills the disk
+            case = write_case(
+                tmp,
+                pre,
+                case_id=job.case_id,
+                fingerprint=fp,
+                site=job.site,
+                label=job.label,
+                age=job.age,
+                sources={name: _describe(job.session.sequences[name]) for name in job.channels},
+                source_hashes=hashes,
+            )
+            commit_case_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return case
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops handing out cases and lets them finish."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prepare_in_worker(
@@ -296,22 +307,27 @@ def _run_jobs(
             progress.advance(task_id)
         return done
     error: tuple[str | None, str] | None = None
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) as pool:
         pending: set[Future[PreparedCase | tuple[str | None, str]]] = {
             pool.submit(_prepare_in_worker, job, subset_dir, params, {}) for job in todo
         }
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                result = fut.result()
-                if isinstance(result, PreparedCase):
-                    done.append(result)
-                    progress.advance(task_id)
-                elif error is None:
-                    error = result
-                    for p in pending:  # running ones finish (atomically); queued ones are dropped
-                        p.cancel()
-            pending = {p for p in pending if not p.cancelled()}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    result = fut.result()
+                    if isinstance(result, PreparedCase):
+                        done.append(result)
+                        progress.advance(task_id)
+                    elif error is None:
+                        error = result
+                        for p in pending:  # running ones finish (atomically); queued are dropped
+                            p.cancel()
+                pending = {p for p in pending if not p.cancelled()}
+        except BaseException:  # Ctrl-C / SIGTERM: let running cases finish, drop queued ones
+            for p in pending:
+                p.cancel()
+            raise
     if error is not None:
         raise NeuroFMError(*error)
     return done
@@ -339,13 +355,16 @@ def prepare(
     params = params or PreprocessParams()
     subsets = plan(src, subset)
     reports = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress,
-    ) as progress:
+    with (
+        disk_full_guard(dst),
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not show_progress,
+        ) as progress,
+    ):
         for sub in subsets:
             subset_dir = dst / sub.name if sub.name else dst
             subset_dir.mkdir(parents=True, exist_ok=True)

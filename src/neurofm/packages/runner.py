@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofm.atomic import remove_on_failure
 from neurofm.errors import NeuroFMError
 from neurofm.io.dicom import DicomSeries, is_dicom_file, read_dicom_series
 from neurofm.io.layouts import discover, read_sequence_folder
@@ -188,23 +189,24 @@ def _stage(jobs: list[CaseJob], input_dir: Path) -> tuple[dict[str, Path], list[
 def _commit(pending: list[tuple[Path, Path]], overwrite: bool) -> list[Path]:
     """Move validated outputs into place; without ``overwrite`` never replaces an existing file."""
     done: list[Path] = []
-    for src, dest in pending:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            shutil.copyfile(src, tmp)
-            if overwrite:
-                os.replace(tmp, dest)
-            else:
-                try:
-                    os.link(tmp, dest)  # fails if dest appeared meanwhile: never clobber
-                except FileExistsError:
-                    raise NeuroFMError(dest, "exists; pass --overwrite to replace it") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        done.append(dest)
+    with remove_on_failure(dest for _, dest in pending):  # all outputs or none (full disk, ^C)
+        for src, dest in pending:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                shutil.copyfile(src, tmp)
+                if overwrite:
+                    os.replace(tmp, dest)
+                else:
+                    try:
+                        os.link(tmp, dest)  # fails if dest appeared meanwhile: never clobber
+                    except FileExistsError:
+                        raise NeuroFMError(dest, "exists; pass --overwrite to replace it") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            done.append(dest)
     return done
 
 
