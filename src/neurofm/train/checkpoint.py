@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from neurofm.atomic import publish_dir, write_json_atomic
+from neurofm.atomic import DiskFull, is_disk_full, publish_dir, write_json_atomic
 from neurofm.errors import NeuroFMError
 
 WEIGHTS = "model.safetensors"
@@ -77,8 +77,11 @@ def save_checkpoint(
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
         publish_dir(tmp, folder)
-    except BaseException:
+    except BaseException as exc:
+        full = is_disk_full(exc, tmp)  # asked before the partial files that fill it are deleted
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise DiskFull(folder.parent, "free space and run again with --resume") from exc
         raise
     return folder
 
