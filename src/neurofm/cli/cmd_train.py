@@ -26,6 +26,7 @@ def _run(
     """Join the process group, let rank 0 claim the run folder, and leave the group at the end."""
     import torch
 
+    from neurofm.atomic import disk_full_guard
     from neurofm.locks import folder_lock
     from neurofm.train.distributed import barrier, init_distributed, shutdown_distributed
     from neurofm.train.runs import prepare_run_dir
@@ -35,6 +36,7 @@ def _run(
     dist = init_distributed(device)
     try:
         with ExitStack() as held:
+            held.enter_context(disk_full_guard(out, "free space and run again with --resume"))
             if dist.is_main:  # one writer per run folder: rank 0 holds it for the whole run
                 held.enter_context(folder_lock(out))
                 prepare_run_dir(out, overwrite=overwrite, resume=resume)
