@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -52,6 +53,12 @@ def fit(
         f"monitor of {len(mon.fit_ids)} reference cases, thresholds calibrated on "
         f"{len(mon.calib_ids)} held out at false-alarm {false_alarm:g}: {shown}"
     )
+    if any(t == float("inf") for t in mon.thresholds.values()):
+        need = math.ceil(1.0 / false_alarm - 1.0)
+        typer.echo(
+            f"warning: {len(mon.calib_ids)} held-out cases cannot calibrate a false-alarm rate "
+            f"of {false_alarm:g} (need {need}); nothing will be flagged"
+        )
     typer.echo(f"written to {out}")
 
 
@@ -117,4 +124,59 @@ def errors(
             f"{r.rule:28s} sensitivity {r.sensitivity:.2f} ({r.sens_low:.2f}-{r.sens_high:.2f})"
             f"  specificity {r.specificity:.2f} ({r.spec_low:.2f}-{r.spec_high:.2f})"
         )
+    typer.echo(f"written to {out}")
+
+
+@monitor_app.command("shift")
+def shift(
+    model: list[Path] = typer.Option(..., help="finetuned runs whose encoders are compared"),
+    reference: Path = typer.Option(..., help="in-domain reference split (e.g. source train)"),
+    clean: Path = typer.Option(..., help="clean in-domain test split (corrupted copies made)"),
+    site: list[Path] = typer.Option([], help="other sites' test splits (repeat the option)"),
+    out: Path = typer.Option(..., help="folder for shift.csv and shift_auroc.csv"),
+    corruptions: str = typer.Option("all", help="comma-separated corruption names, or all"),
+    random_init: bool = typer.Option(True, help="also a random-init encoder (first model's)"),
+    max_cases: int = typer.Option(30, min=2, help="test cases per split at most"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """Shift-detection AUROC per corruption and site, density method and encoder."""
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.evaluation import corruption_names, load_encoders, run_shift_evaluation
+    from neurofm.monitor.monitor import MonitorSettings
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    names = corruption_names(corruptions)
+    encoders = load_encoders(model, random_init, device)
+    table = run_shift_evaluation(
+        encoders, reference, clean, site, out, corruptions=names, max_cases=max_cases,
+        settings=MonitorSettings(seed=seed),
+    )  # fmt: skip
+    wide = table.pivot_table(index="shift", columns=["method", "encoder"], values="auroc")
+    typer.echo(wide.round(2).to_string())
+    typer.echo(f"written to {out}")
+
+
+@monitor_app.command("icc")
+def icc(
+    model: list[Path] = typer.Option(..., help="brain-age runs whose encoders are compared"),
+    out: Path = typer.Option(..., help="folder for the rendered heads and icc.csv"),
+    subjects: int = typer.Option(12, min=2, help="travelling heads"),
+    preset: str = typer.Option("demo", help="benchmark preset whose sites scan the heads"),
+    seed: int = typer.Option(0, help="benchmark seed (the same sites as that benchmark)"),
+    random_init: bool = typer.Option(True, help="also a random-init encoder (first model's)"),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """ICC(2,1) of embedding dimensions for the same synthetic heads scanned at every site."""
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.evaluation import load_encoders, run_icc
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    encoders = load_encoders(model, random_init, device)
+    table = run_icc(encoders, out, subjects=subjects, preset=preset, seed=seed)
+    typer.echo(table.round(3).to_string(index=False))
     typer.echo(f"written to {out}")
