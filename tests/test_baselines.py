@@ -185,8 +185,9 @@ def test_hand_brain_age_is_the_training_line(tmp_path: Path) -> None:
     assert fitted.params == pytest.approx({"intercept": 10.0, "slope": 200.0})
     fitted.predict_split(test, tmp_path / "pred")
     assert float((tmp_path / "pred" / "x.txt").read_text()) == pytest.approx(50.0)
-    rows = evaluate_predictions("brain_age", tmp_path / "pred", test).rows
-    assert rows.set_index("metric").loc["mae", "value"] == pytest.approx(2.0)
+    rows = evaluate_predictions("brain_age", tmp_path / "pred", test).rows.set_index("metric")
+    assert rows.loc["pred", "value"] == pytest.approx(50.0)
+    assert rows.loc["abs_error", "value"] == pytest.approx(2.0)
 
 
 def test_hand_meningioma_recovers_a_bright_cube_on_the_file_grid(
@@ -326,3 +327,50 @@ def test_every_baseline_runs_on_the_tiny_benchmark(
         assert cli("baseline", name, *args, "--output", out) == 0
         ev = evaluate_predictions(task, out, split, name)
         assert not ev.missing and np.isfinite(ev.rows["value"]).all()
+
+
+# ---------------------------------------------------------------- random features
+
+
+FAST = ["--steps", "3", "--batch-size", "2", "--workers", "0", "--threads", "1"]
+
+
+def test_random_features_probe_freezes_the_scratch_init(
+    tiny_prepared: Path, tmp_path: Path
+) -> None:
+    """The random init equals the scratch arm's initial weights, and the probe keeps them."""
+    import torch
+    from safetensors.torch import load_file
+
+    from neurofm.baselines.random_features import random_features_settings
+    from neurofm.train.finetuning import FinetuneSettings
+
+    torch.set_num_threads(1)
+    common = ["--task", "brain_age", "--seed", "3", "--input-size", "32", *FAST[2:]]
+    # 0 steps: what the scratch run saves is its initialisation (plus the closed-form head)
+    assert cli("finetune", tiny_prepared, *common, "--steps", "0", "--out", tmp_path / "s") == 0
+    init = tmp_path / "init"
+    assert (
+        cli("random-init", tiny_prepared, "--task", "brain_age", "--seed", "3", "--out", init) == 0
+    )
+    assert cli("random-init", tiny_prepared, "--task", "brain_age", "--out", init) == 2  # exists
+    start = load_file(str(init / "model.safetensors"))
+    scratch = load_file(str(tmp_path / "s" / "model.safetensors"))
+    encoder = [k for k in start if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(start[k], scratch[k]) for k in encoder)
+    assert start["encoder.stem.conv.weight"].shape[1] == 2  # t1 and t2 keep own random kernels
+
+    probe = tmp_path / "probe"
+    args = ["--init", init, "--mode", "probe", "--out", probe, "--steps", "3"]
+    assert cli("finetune", tiny_prepared, *common, *args) == 0
+    last = load_file(str(probe / "checkpoints" / "last" / "model.safetensors"))
+    assert all(torch.equal(start[k], last[k]) for k in encoder), "probe must freeze the encoder"
+    head = [k for k in last if k.startswith("head.")]
+    assert head and any(not torch.equal(start[k], last[k]) for k in head)
+
+    scratch_settings = FinetuneSettings(task="infarct", head="mil", seed=5, steps=40)
+    fs = random_features_settings(scratch_settings, tmp_path / "init2", tiny_prepared)
+    assert (fs.init, fs.mode) == (str(tmp_path / "init2"), "probe")
+    assert (fs.head, fs.seed, fs.steps, fs.task) == ("mil", 5, 40, "infarct")
+    with pytest.raises(NeuroFMError, match="needs a scratch arm|need a scratch arm"):
+        random_features_settings(fs, tmp_path / "init3", tiny_prepared)
