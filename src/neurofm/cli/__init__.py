@@ -57,9 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), 2)
     except SystemExit:
         raise
-    except KeyboardInterrupt as exc:
-        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
-        _fail(f"interrupted ({name}); finished work is kept, the unfinished step was removed", code)
+    except KeyboardInterrupt:
+        _interrupted()
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:
@@ -77,18 +76,28 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:  # in-process callers (tests, notebooks) get theirs back
             signal.signal(signal.SIGTERM, previous)
+    if rc == 130:  # typer turns KeyboardInterrupt (and so Terminated) into exit code 130
+        _interrupted()
     if isinstance(rc, int) and rc != 0:
         sys.exit(rc)
 
 
+def _interrupted() -> NoReturn:
+    name, code = ("SIGTERM", 143) if Terminated.received else ("Ctrl-C", 130)
+    _fail(f"interrupted ({name}); finished work is kept, the unfinished step was removed", code)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so every ``finally`` and cleanup handler runs."""
+
+    received = False  # typer reports both as exit code 130; this tells them apart
 
 
 def _raise_on_sigterm() -> Any:
     """Install the SIGTERM handler (main thread only); returns the one it replaced."""
 
     def handler(signum: int, frame: object) -> None:
+        Terminated.received = True
         raise Terminated()
 
     if threading.current_thread() is not threading.main_thread():
