@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from neurofm.errors import NeuroFMError
-from neurofm.train.checkpoint import load_config, load_weights, save_checkpoint
+from neurofm.runfiles import load_config, load_weights
+from neurofm.train.checkpoint import save_checkpoint
 from neurofm.train.distributed import DistInfo
 from neurofm.train.loop import LoopConfig, train
 from neurofm.train.runlog import read_log
@@ -133,12 +134,12 @@ def test_lr_scales_give_each_prefix_its_learning_rate(tmp_path: Path) -> None:
 def test_checkpoint_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "ck"
     save_checkpoint(folder, {"w": torch.ones(3)}, {"v": 1})
-    import neurofm.train.checkpoint as ck
+    import neurofm.runfiles as rf
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ck, "save_file", disk_full)
+    monkeypatch.setattr(rf, "save_file", disk_full)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(folder, {"w": torch.zeros(3)}, {"v": 2})
     assert load_config(folder)["v"] == 1

@@ -46,9 +46,9 @@ from neurofm.predict import load_predictor, predict_case_dir
 from neurofm.pretrain.objectives import get_objective
 from neurofm.report.baseline import baseline_differences
 from neurofm.results import summarise, write_results
+from neurofm.runfiles import load_config
 from neurofm.synth import build_benchmark
 from neurofm.tasks import TASKS
-from neurofm.train.checkpoint import load_config
 from neurofm.train.distributed import init_distributed
 from neurofm.train.finetuning import FinetuneSettings, finetune
 from neurofm.train.pretraining import PretrainSettings, pretrain

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from neurofm.cli import app
-from neurofm.errors import NeuroFMError
-from neurofm.tasks import get_task
+from neurofm.train.settings import FinetuneSettings, PretrainSettings
 
 if TYPE_CHECKING:
     from neurofm.train.distributed import DistInfo
 
-OBJECTIVE_NAMES = ("mae", "contrastive", "hybrid", "modality")
+# defaults are the settings' own (class attributes: reading them imports no torch)
+P, F = PretrainSettings, FinetuneSettings
 
 
 @contextmanager
@@ -49,32 +49,32 @@ def _run(
 @app.command("pretrain")
 def pretrain_cmd(
     data: Path = typer.Argument(..., help="prepared data root (with pretrain/) or subset"),
-    objective: str = typer.Option("mae", help="mae | contrastive | hybrid | modality"),
+    objective: str = typer.Option(P.objective, help="mae | contrastive | hybrid | modality"),
     out: Path = typer.Option(..., help="run folder"),
-    preset: str = typer.Option("tiny", help="backbone preset (see `neurofm models`)"),
-    steps: int = typer.Option(300, help="optimiser steps"),
-    batch_size: int = typer.Option(8, help="patches per step and rank"),
-    patch: int = typer.Option(32, help="patch side in voxels"),
-    lr: float = typer.Option(2e-3, help="peak learning rate (AdamW, cosine)"),
-    workers: int = typer.Option(2, help="loader workers per rank"),
-    probe_every: int = typer.Option(0, help="online brain-age probe every N steps (0: off)"),
-    seed: int = typer.Option(0),
+    preset: str = typer.Option(P.preset, help="backbone preset (see `neurofm models`)"),
+    steps: int = typer.Option(P.steps, help="optimiser steps"),
+    batch_size: int = typer.Option(P.batch_size, help="patches per step and rank"),
+    patch: int = typer.Option(P.patch_size, help="patch side in voxels"),
+    lr: float = typer.Option(P.lr, help="peak learning rate (AdamW, cosine)"),
+    workers: int = typer.Option(P.workers, help="loader workers per rank"),
+    probe_every: int = typer.Option(
+        P.probe_every, help="online brain-age probe every N steps (0: off)"
+    ),
+    seed: int = typer.Option(P.seed),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
     resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Self-supervised pretraining on unlabeled sessions."""
-    from neurofm.train.pretraining import PretrainSettings, pretrain
+    from neurofm.train.pretraining import pretrain
 
-    if objective not in OBJECTIVE_NAMES:
-        known = ", ".join(OBJECTIVE_NAMES)
-        raise NeuroFMError(None, f"unknown objective {objective!r} (known: {known})")
+    options: dict[str, Any] = {
+        "objective": objective, "preset": preset, "patch_size": patch, "batch_size": batch_size,
+        "steps": steps, "lr": lr, "workers": workers, "seed": seed, "probe_every": probe_every,
+    }  # fmt: skip
+    settings = PretrainSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
-        settings = PretrainSettings(
-            objective=objective, preset=preset, patch_size=patch, batch_size=batch_size,
-            steps=steps, lr=lr, workers=workers, seed=seed, probe_every=probe_every,
-        )  # fmt: skip
         res = pretrain(data, out, settings, dist, resume=resume)
         if dist.is_main:
             typer.echo(
@@ -86,51 +86,47 @@ def pretrain_cmd(
 @app.command("finetune")
 def finetune_cmd(
     data: Path = typer.Argument(..., help="prepared data root (with <task>/train) or split"),
-    task: str = typer.Option(..., help="infarct | meningioma | brain_age"),
-    init: str = typer.Option("scratch", help="pretraining run folder, or 'scratch'"),
-    mode: str = typer.Option("full", help="full | probe | adapter"),
-    shots: int | None = typer.Option(None, help="use only N labelled training cases"),
+    task: str = typer.Option(..., help="infarct | meningioma | brain_age, or a task file"),
+    init: str = typer.Option(F.init, help="pretraining run folder, or 'scratch'"),
+    mode: str = typer.Option(F.mode, help="full | probe | adapter"),
+    shots: int | None = typer.Option(F.shots, help="use only N labelled training cases"),
     out: Path = typer.Option(..., help="run folder"),
-    preset: str = typer.Option("tiny", help="backbone preset when --init scratch"),
+    preset: str = typer.Option(F.preset, help="backbone preset when --init scratch"),
     head: str = typer.Option(
-        "linear", help="linear | mlp (classification/regression) | mil (classification)"
+        F.head, help="linear | mlp (classification/regression) | mil (classification)"
     ),
-    pool: str = typer.Option("avg", help="avg | max | avgmax: how the bottleneck is pooled"),
-    steps: int = typer.Option(150),
-    batch_size: int = typer.Option(4),
-    input_size: int = typer.Option(48, help="whole-volume side (classification/regression)"),
-    patch: int = typer.Option(32, help="patch side (segmentation)"),
-    lr: float = typer.Option(1e-3),
+    pool: str = typer.Option(F.pool, help="avg | max | avgmax: how the bottleneck is pooled"),
+    steps: int = typer.Option(F.steps, help="optimiser steps"),
+    batch_size: int = typer.Option(F.batch_size, help="samples per step and rank"),
+    input_size: int = typer.Option(
+        F.input_size, help="whole-volume side (classification/regression)"
+    ),
+    patch: int = typer.Option(F.patch_size, help="patch side (segmentation)"),
+    lr: float = typer.Option(F.lr, help="peak learning rate (AdamW, cosine)"),
     encoder_lr_scale: float = typer.Option(
-        1.0, help="encoder/decoder learning rate = lr x this (e.g. 0.1 for a pretrained one)"
+        F.encoder_lr_scale,
+        help="encoder/decoder learning rate = lr x this (smaller for a pretrained one)",
     ),
-    eval_every: int = typer.Option(15, help="validate every N steps"),
-    patience: int = typer.Option(4, help="stop after N validations without improvement"),
-    workers: int = typer.Option(2),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
+    eval_every: int = typer.Option(F.eval_every, help="validate every N steps"),
+    patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
+    workers: int = typer.Option(F.workers, help="loader workers per rank"),
+    seed: int = typer.Option(F.seed),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
     threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
-    resume: bool = typer.Option(False),
-    overwrite: bool = typer.Option(False),
+    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
+    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
-    from neurofm.models.config import HeadKind, PoolKind
-    from neurofm.train.finetuning import FinetuneSettings, finetune
+    from neurofm.train.finetuning import finetune
 
-    get_task(task)
-    if mode not in ("full", "probe", "adapter"):
-        raise NeuroFMError(None, f"unknown mode {mode!r} (use full, probe or adapter)")
-    if head not in get_args(HeadKind):
-        raise NeuroFMError(None, f"unknown head {head!r} (use one of {get_args(HeadKind)})")
-    if pool not in get_args(PoolKind):
-        raise NeuroFMError(None, f"unknown pool {pool!r} (use one of {get_args(PoolKind)})")
+    options: dict[str, Any] = {
+        "task": task, "init": init, "mode": mode, "shots": shots, "preset": preset, "head": head,
+        "pool": pool, "steps": steps, "batch_size": batch_size, "input_size": input_size,
+        "patch_size": patch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "workers": workers,
+        "seed": seed, "eval_every": eval_every, "patience": patience,
+    }  # fmt: skip
+    settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
-        settings = FinetuneSettings(
-            task=task, init=init, mode=mode, shots=shots, preset=preset, head=head,  # type: ignore[arg-type]
-            steps=steps, batch_size=batch_size, input_size=input_size, patch_size=patch, lr=lr,
-            encoder_lr_scale=encoder_lr_scale, workers=workers, seed=seed, eval_every=eval_every,
-            patience=patience, pool=pool,  # type: ignore[arg-type]
-        )  # fmt: skip
         res = finetune(data, out, settings, dist, resume=resume)
         if dist.is_main:
             typer.echo(

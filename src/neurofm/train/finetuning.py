@@ -16,14 +16,13 @@ convolution is adapted to the task's channel count by
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from torch import Tensor, nn
 
@@ -31,56 +30,32 @@ from neurofm.data.augment import AugmentConfig
 from neurofm.data.cache import PreparedDataset
 from neurofm.data.patches import PatchDataset
 from neurofm.errors import NeuroFMError
+from neurofm.inference import infer
+from neurofm.metrics import dice
 from neurofm.models import (
-    HeadKind,
-    PoolKind,
     TaskModel,
     TaskModelConfig,
-    UNetConfig,
     build_task_model,
     configure_trainable,
     get_preset,
     load_encoder_weights,
 )
-from neurofm.predict import channel_slots, pad_to_at_least
+from neurofm.predict import channel_slots
+from neurofm.runconfig import FinetuneRunConfig, TargetScale, preprocess_from_dict
+from neurofm.runfiles import (
+    WEIGHTS,
+    code_revision,
+    load_pretrain_config,
+    load_weights,
+    write_model_files,
+)
 from neurofm.tasks import TaskSpec, get_task
 from neurofm.train.batches import batch_stream
-from neurofm.train.checkpoint import code_revision, load_config, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
 from neurofm.train.head_init import embed_all, init_head
 from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
-
-Mode = Literal["full", "probe", "adapter"]
-
-
-@dataclass
-class FinetuneSettings:
-    """Recipe of a finetuning run (stored in its config.json)."""
-
-    task: str = "infarct"
-    init: str = "scratch"
-    mode: Mode = "full"
-    shots: int | None = None
-    preset: str = "tiny"
-    head: HeadKind = "linear"
-    pool: PoolKind = "avg"  # avgmax on demo infarct: AUROC 0.50 from scratch, 0.45 pretrained
-    adapter_rank: int = 8
-    input_size: int = 48
-    patch_size: int = 32
-    batch_size: int = 4
-    steps: int = 150
-    lr: float = 1e-3
-    encoder_lr_scale: float = 1.0  # encoder (and decoder) learning rate = lr x this
-    probe_augmented: int = 3  # augmented copies per case in the closed-form head fit
-    weight_decay: float = 1e-4
-    warmup_steps: int = 10
-    val_fraction: float = 0.25
-    eval_every: int = 15
-    patience: int = 4
-    workers: int = 2
-    seed: int = 0
-    log_every: int = 5
+from neurofm.train.settings import FinetuneSettings
 
 
 def train_subset(data: Path, task: str) -> Path:
@@ -130,11 +105,8 @@ def load_init(
     if init == "scratch":
         return cfg, None, "scratch"
     folder = Path(init)
-    pre = load_config(folder)
-    if pre.get("kind") != "pretrain":
-        raise NeuroFMError(folder / "config.json", "--init must be a pretraining run or scratch")
-    backbone = UNetConfig.from_dict(pre["backbone"])
-    backbone = replace(backbone, in_channels=cfg.backbone.in_channels, out_channels=1)
+    pre = load_pretrain_config(folder)
+    backbone = replace(pre.backbone, in_channels=cfg.backbone.in_channels, out_channels=1)
     return replace(cfg, backbone=backbone), load_weights(folder), str(folder)
 
 
@@ -147,48 +119,52 @@ def _loss_fn(task: TaskSpec, pos_weight: float) -> nn.Module:
 
 
 @torch.no_grad()
+def validation_outputs(
+    model: TaskModel, run: FinetuneRunConfig, data: PreparedDataset, ids: list[str]
+) -> list[float | np.ndarray]:
+    """Each case's :func:`~neurofm.inference.infer` output (the deployed inferer, so the best
+    checkpoint is chosen with the numbers prediction will produce)."""
+    task = get_task(run.task)
+    outs: list[float | np.ndarray] = []
+    for cid in ids:
+        case = data.case(cid)
+        chosen = task.select(case.channels, cid)
+        pads = [case.pad_values[case.channels.index(c)] for c in chosen]
+        image = data.read(cid, chosen)
+        sizes = {"input_size": run.input_size, "patch_size": run.patch_size}
+        outs.append(infer(model, task.kind, image, pads, **sizes, device=_device(model)))
+    return outs
+
+
 def validate(
-    model: TaskModel,
-    task: TaskSpec,
-    data: PreparedDataset,
-    ids: list[str],
-    s: FinetuneSettings,
-    target: dict[str, float],
-    device: torch.device,
+    model: TaskModel, run: FinetuneRunConfig, data: PreparedDataset, ids: list[str]
 ) -> dict[str, float]:
     """Validation score on held-out training cases: BCE (infarct), MAE in years (brain age),
     soft Dice loss (meningioma, hard Dice logged beside it); lower is better for all three."""
-    model.eval()
-    if task.kind == "segmentation":
+    kind = get_task(run.task).kind
+    outs = validation_outputs(model, run, data, ids)
+    if kind == "segmentation":
         dices, soft = [], []
-        for cid in ids:
-            image = data.read(cid, task.select(data.case(cid).channels))
-            pads = list(data.case(cid).pad_values)
-            roi = (s.patch_size,) * 3
-            padded, crop = pad_to_at_least(image, roi, pads)
-            x = torch.from_numpy(padded)[None].to(device)
-            logits = sliding_window_inference(x, roi, 4, model, overlap=0.25)
-            assert isinstance(logits, Tensor)
-            prob = torch.sigmoid(logits[0, 0]).cpu().numpy()[crop].astype(np.float64)
-            pred = (prob > 0.5).astype(np.float64)
+        for cid, out in zip(ids, outs, strict=True):
+            prob = np.asarray(out, dtype=np.float64)
             ref = data.read_mask(cid).astype(np.float64)
-            denom = pred.sum() + ref.sum()
-            dices.append(1.0 if denom == 0 else 2.0 * (pred * ref).sum() / denom)
+            dices.append(dice(prob >= run.threshold, ref > 0))
             soft.append(1.0 - (2.0 * (prob * ref).sum() + 1.0) / (prob.sum() + ref.sum() + 1.0))
         # the soft Dice loss keeps improving while the hard Dice is still 0 (nothing predicted
         # yet), so early stopping does not give up on a model that is learning
         return {"val_loss": float(np.mean(soft)), "val_dice": float(np.mean(dices))}
-    ds = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
-    outs, ys = [], []
-    for i in range(len(ds)):
-        sample = ds[i]
-        outs.append(float(model(sample["image"][None].to(device)).reshape(-1)[0].cpu()))
-        ys.append(float(sample["target"][0]))
-    o, y = np.asarray(outs), np.asarray(ys)
-    if task.kind == "classification":
+    o = np.asarray([float(v) for v in outs])
+    if kind == "classification":
+        y = np.asarray([float(data.case(c).label or 0.0) for c in ids])
         bce = F.binary_cross_entropy_with_logits(torch.tensor(o), torch.tensor(y))
         return {"val_loss": float(bce)}
-    return {"val_loss": float(np.mean(np.abs(o * target["std"] + target["mean"] - y)))}
+    years = np.asarray([run.target.to_units(v) for v in o])
+    ages = np.asarray([float(data.case(c).age or 0.0) for c in ids])
+    return {"val_loss": float(np.mean(np.abs(years - ages)))}
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _init_head(
@@ -197,7 +173,7 @@ def _init_head(
     task: TaskSpec,
     ids: list[str],
     s: FinetuneSettings,
-    target: dict[str, float],
+    target: TargetScale,
     device: torch.device,
 ) -> str:
     """Standardise the head's input and fit it in closed form (:mod:`neurofm.train.head_init`)
@@ -216,7 +192,7 @@ def _init_head(
     emb = embed_all(model, [x["image"] for x in samples], device)
     y = np.asarray([float(x["target"][0]) for x in samples])
     if task.kind == "regression":
-        y = (y - target["mean"]) / target["std"]
+        y = target.standardise(y)
     groups = np.arange(len(samples)) % n
     return init_head(model.head, emb, y, task.kind, groups)
 
@@ -251,17 +227,17 @@ def finetune(
             pretrained,
             dst_channels=channel_slots(task),
             include_decoder=cfg.dense,
-            source=Path(s.init) / "model.safetensors",
+            source=Path(s.init) / WEIGHTS,
         )
     elif s.mode != "full":
         raise NeuroFMError(None, f"--mode {s.mode} needs a pretrained --init (scratch + {s.mode})")
     configure_trainable(model, s.mode)
-    target = {"mean": 0.0, "std": 1.0}
+    target = TargetScale()
     pos_weight = 1.0
     train_cases = [prepared.case(c) for c in train_ids]
     if task.kind == "regression":
         ages = np.asarray([c.age for c in train_cases], dtype=np.float64)
-        target = {"mean": float(ages.mean()), "std": float(ages.std() + 1e-6)}
+        target = TargetScale(float(ages.mean()), float(ages.std() + 1e-6))
     if labels is not None:
         pos = sum(float(c.label or 0) for c in train_cases)
         pos_weight = float((len(train_cases) - pos) / max(pos, 1.0))
@@ -289,27 +265,25 @@ def finetune(
             return loss_fn(out, batch["mask"]), {}
         y = batch["target"]
         if task.kind == "regression":
-            y = (y - target["mean"]) / target["std"]
+            y = target.standardise(y)
         return loss_fn(out.reshape(y.shape), y), {}
 
-    config: dict[str, Any] = {
-        "kind": "finetune",
-        "task": s.task,
-        "model": cfg.to_dict(),
-        "input_sequences": channel_slots(task),
-        "preprocess": prepared.params,
-        "input_size": [s.input_size] * 3,
-        "patch_size": [s.patch_size] * 3,
-        "target": target,
-        "threshold": 0.5,
-        "init": init_name,
-        "head_init": head_init,
-        "recipe": asdict(s),
-        "train_cases": train_ids,
-        "val_cases": val_ids,
-        "code_revision": code_revision(),
-        "data_fingerprint": data_fingerprint([subset]),
-    }
+    run = FinetuneRunConfig(
+        task=s.task,
+        model=cfg,
+        input_sequences=channel_slots(task),
+        preprocess=preprocess_from_dict(prepared.params),
+        input_size=(s.input_size,) * 3,
+        patch_size=(s.patch_size,) * 3,
+        target=target,
+        init=init_name,
+        head_init=head_init,
+        recipe=asdict(s),
+        train_cases=train_ids,
+        val_cases=val_ids,
+        code_revision=code_revision(),
+        data_fingerprint=data_fingerprint([subset]),
+    )
     loop = LoopConfig(
         steps=s.steps,
         lr=s.lr,
@@ -329,14 +303,14 @@ def finetune(
         batch_stream(dataset, s.batch_size, s.workers, s.seed, dist),
         loop,
         out,
-        config,
+        run.to_dict(),
         dist,
-        evaluate=lambda m: validate(model, task, prepared, val_ids, s, target, dist.device),
+        evaluate=lambda m: validate(model, run, prepared, val_ids),
         resume=resume,
         describe=f"finetune {s.task} ({'pretrained' if pretrained else 'scratch'}, {s.mode})",
     )
     if dist.is_main:
         best = out / "checkpoints" / ("best" if result.best_step >= 0 else "last")
-        final = {**config, "steps": result.steps, "best_step": result.best_step, **result.best}
+        final = replace(run, steps=result.steps, best_step=result.best_step, best=result.best)
         write_model_files(out, load_weights(best), final)
     return result

@@ -23,12 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from neurofm.train.checkpoint import (
-    clean_stale_temporaries,
-    load_train_state,
-    load_weights,
-    save_checkpoint,
-)
+from neurofm.runfiles import load_weights
+from neurofm.train.checkpoint import clean_stale_temporaries, load_train_state, save_checkpoint
 from neurofm.train.distributed import DistInfo, all_reduce_mean, barrier
 from neurofm.train.runlog import RunLog
 

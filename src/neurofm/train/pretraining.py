@@ -9,9 +9,8 @@ training is the evidence that representations improve.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,32 +25,14 @@ from neurofm.data.patches import PatchDataset
 from neurofm.errors import NeuroFMError
 from neurofm.models import get_preset
 from neurofm.pretrain.objectives import build_pretrain_model, get_objective
+from neurofm.runconfig import PretrainRunConfig, preprocess_from_dict
+from neurofm.runfiles import code_revision, load_weights, write_model_files
 from neurofm.train.batches import batch_stream
-from neurofm.train.checkpoint import code_revision, load_weights, write_model_files
 from neurofm.train.distributed import DistInfo
 from neurofm.train.head_init import embed_all
 from neurofm.train.loop import LoopConfig, LoopResult, seed_everything, train
 from neurofm.train.runs import data_fingerprint
-
-
-@dataclass
-class PretrainSettings:
-    """Recipe of a pretraining run (stored in its config.json)."""
-
-    objective: str = "mae"
-    preset: str = "tiny"
-    patch_size: int = 32
-    batch_size: int = 8
-    steps: int = 300
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 20
-    workers: int = 2
-    seed: int = 0
-    probe_every: int = 0
-    probe_size: int = 48
-    checkpoint_every: int = 50
-    log_every: int = 10
+from neurofm.train.settings import PretrainSettings
 
 
 def pretrain_subset(data: Path) -> Path:
@@ -93,11 +74,7 @@ def pretrain(
     subset = pretrain_subset(data)
     seed_everything(settings.seed)  # model initialisation draws from the global RNG
     spec = get_objective(settings.objective)
-    backbone = get_preset(settings.preset)
-    if settings.patch_size % backbone.divisor:
-        raise NeuroFMError(
-            None, f"--patch {settings.patch_size} must be a multiple of {backbone.divisor}"
-        )
+    backbone = get_preset(settings.preset)  # the settings checked --patch against it
     model = build_pretrain_model(backbone, settings.objective)
     objective = spec.build()
     n_views = 2 if settings.objective == "modality" else 1
@@ -109,18 +86,15 @@ def pretrain(
         samples_per_epoch=max(256, settings.batch_size * dist.world_size * 20),
         seed=settings.seed,
     )
-    config: dict[str, Any] = {
-        "kind": "pretrain",
-        "objective": settings.objective,
-        "backbone": model.cfg.to_dict(),
-        "input_sequences": ["any"],
-        "input_rule": "one sequence per sample (two for modality); pretrained single-channel",
-        "preprocess": prepared.params,
-        "recipe": asdict(settings),
-        "code_revision": code_revision(),
-        "data_fingerprint": data_fingerprint([subset]),
-        "world_size": dist.world_size,
-    }
+    run = PretrainRunConfig(
+        objective=settings.objective,
+        backbone=model.cfg,
+        preprocess=preprocess_from_dict(prepared.params),
+        recipe=asdict(settings),
+        code_revision=code_revision(),
+        data_fingerprint=data_fingerprint([subset]),
+        world_size=dist.world_size,
+    )
     probe = _probe_dataset(Path(data), settings.probe_size) if settings.probe_every else None
 
     def evaluate(m: nn.Module) -> dict[str, float]:
@@ -145,7 +119,7 @@ def pretrain(
         batch_stream(dataset, settings.batch_size, settings.workers, settings.seed, dist),
         loop,
         out,
-        config,
+        run.to_dict(),
         dist,
         evaluate=evaluate if probe is not None else None,
         resume=resume,
@@ -153,5 +127,5 @@ def pretrain(
     )
     if dist.is_main:
         final = load_weights(out / "checkpoints" / "last")
-        write_model_files(out, final, {**config, "steps": result.steps})
+        write_model_files(out, final, replace(run, steps=result.steps))
     return result
