@@ -240,3 +240,45 @@ def test_evaluate_labels_only_reference(tmp_path: Path, write_nifti: WriteNifti)
     (tmp_path / "ref_men" / "m2" / "label.nii.gz").unlink()
     with pytest.raises(NeuroFMError, match=r"m2/label.nii.gz: file does not exist"):
         evaluate_predictions("meningioma", tmp_path / "pred_men", tmp_path / "ref_men")
+
+
+# --- --task NAME_OR_FILE in evaluate and leaderboard ------------------------------------------
+
+
+def test_evaluate_and_leaderboard_take_a_task_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from neurofm.cli import main
+
+    task_file = tmp_path / "mgmt.toml"
+    task_file.write_text(USER_TASK)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    labels = [1, 0, 1, 0, 1, 0, 0, 1]
+    rows = "".join(f"p{i},A,{y}\n" for i, y in enumerate(labels))
+    (ref / "labels.csv").write_text("case,site,methylated\n" + rows)
+    outs = []
+    for model, probs in (("good", [0.9, 0.2, 0.7, 0.4, 0.8, 0.1, 0.3, 0.6]), ("flip", None)):
+        pred = tmp_path / f"pred_{model}"
+        pred.mkdir()
+        for i, y in enumerate(labels):
+            (pred / f"p{i}.txt").write_text(str(probs[i] if probs else 1 - y))
+        out = tmp_path / f"eval_{model}"
+        argv = ["evaluate", "--task", str(task_file), "--predictions", str(pred)]
+        main([*argv, "--references", str(ref), "--out", str(out), "--model", model])
+        outs.append(out)
+    summary = json.loads((outs[0] / "summary.json").read_text())
+    assert summary["task"] == "mgmt" and summary["metrics"]["auroc"]["value"] == 1.0
+    assert list(summary["metrics"]) == ["auroc", "ap"]  # the task file's metrics, primary first
+    board = tmp_path / "board"
+    argv = ["leaderboard", *map(str, outs), "--task", str(task_file), "--out", str(board)]
+    main([*argv, "--n-boot", "20"])
+    ranked = json.loads((board / "leaderboard.json").read_text())
+    assert "mgmt" in json.dumps(ranked) and "auroc" in capsys.readouterr().out
+    # without the task file the tidy table's task is unknown: one line, exit 2
+    with pytest.raises(SystemExit) as info:
+        main(["leaderboard", str(outs[0]), "--out", str(tmp_path / "b2"), "--n-boot", "20"])
+    assert info.value.code == 2
+    assert "unknown task 'mgmt'" in capsys.readouterr().err

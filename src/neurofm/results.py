@@ -39,7 +39,7 @@ from neurofm.atomic import write_text_atomic
 from neurofm.errors import NeuroFMError
 from neurofm.metrics.registry import METRICS, MetricSpec
 from neurofm.stats.bootstrap import bootstrap_indices, bootstrap_values, percentile_interval
-from neurofm.tasks import TASKS, TaskSpec
+from neurofm.tasks import TASKS, TaskRegistry, TaskSpec
 
 COLUMNS = ("model", "task", "site", "case", "metric", "value")
 """Columns of the tidy per-case table, in file order."""
@@ -75,7 +75,7 @@ def _line(i: int) -> str:
     return f"line {i + 2}"
 
 
-def _check_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
+def _check_rows(df: pd.DataFrame, where: str, tasks: TaskRegistry) -> pd.DataFrame:
     """Per-frame checks (columns, identifiers, values, task/metric names, duplicates, ranges)."""
     missing = [c for c in COLUMNS if c not in df.columns]
     extra = [c for c in df.columns if c not in COLUMNS]
@@ -101,15 +101,15 @@ def _check_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
         i = int(bad[0])
         raise NeuroFMError(where, f"{_line(i)}: value {raw.iloc[i]!r} is not a finite number")
     out["value"] = values
-    unknown_task = np.flatnonzero(~out["task"].isin(list(TASKS)).to_numpy())
+    unknown_task = np.flatnonzero(~out["task"].isin(list(tasks)).to_numpy())
     if unknown_task.size:
         i = int(unknown_task[0])
         raise NeuroFMError(
-            where, f"{_line(i)}: unknown task {out['task'][i]!r} (known: {', '.join(TASKS)})"
+            where, f"{_line(i)}: unknown task {out['task'][i]!r} (known: {', '.join(tasks)})"
         )
     for i, (task, metric) in enumerate(zip(out["task"], out["metric"], strict=True)):
-        if metric not in TASKS[task].case_rows:
-            allowed = ", ".join(TASKS[task].case_rows)
+        if metric not in tasks[task].case_rows:
+            allowed = ", ".join(tasks[task].case_rows)
             raise NeuroFMError(
                 where, f"{_line(i)}: {task} has no row {metric!r} (one of {allowed})"
             )
@@ -118,11 +118,11 @@ def _check_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
         i = int(dup[0])
         key = "/".join(out.loc[i, list(KEY)])
         raise NeuroFMError(where, f"{_line(i)}: duplicate row for {key}")
-    _check_ranges(out, where)
+    _check_ranges(out, where, tasks)
     return out
 
 
-def _check_ranges(df: pd.DataFrame, where: str) -> None:
+def _check_ranges(df: pd.DataFrame, where: str, tasks: TaskRegistry) -> None:
     metric, value = df["metric"].to_numpy(), df["value"].to_numpy()
     for name, (lo, hi) in _RANGES.items():
         bad = np.flatnonzero((metric == name) & ((value < lo) | (value > hi)))
@@ -132,7 +132,7 @@ def _check_ranges(df: pd.DataFrame, where: str) -> None:
     bad = np.flatnonzero((metric == "label") & ~np.isin(value, (0.0, 1.0)))
     if bad.size:
         raise NeuroFMError(where, f"{_line(int(bad[0]))}: label must be 0 or 1")
-    regression = [t for t, spec in TASKS.items() if spec.kind == "regression"]
+    regression = [t for t, spec in tasks.items() if spec.kind == "regression"]
     wide = df[df["task"].isin(regression)].pivot_table(
         index=["model", "site", "case"], columns="metric", values="value", aggfunc="first"
     )
@@ -145,7 +145,7 @@ def _check_ranges(df: pd.DataFrame, where: str) -> None:
             )
 
 
-def _check_references(df: pd.DataFrame, where: str) -> None:
+def _check_references(df: pd.DataFrame, where: str, tasks: TaskRegistry) -> None:
     """Reference values agree across models; no prediction for a case without a reference.
 
     Uses a ``_file`` column, where present, to name the file of the offending row.
@@ -154,7 +154,7 @@ def _check_references(df: pd.DataFrame, where: str) -> None:
     def at(row: pd.Series) -> str:
         return str(row["_file"]) if "_file" in row else where
 
-    for task, spec in TASKS.items():
+    for task, spec in tasks.items():
         ref_name = spec.reference_row
         if ref_name is None:
             continue
@@ -188,7 +188,9 @@ def _check_references(df: pd.DataFrame, where: str) -> None:
             )
 
 
-def validate_results(df: pd.DataFrame, where: str | Path = "results") -> pd.DataFrame:
+def validate_results(
+    df: pd.DataFrame, where: str | Path = "results", tasks: TaskRegistry = TASKS
+) -> pd.DataFrame:
     """Check a tidy table in memory; returns it normalised (string ids, float values).
 
     Raises NeuroFMError naming ``where`` for missing/unexpected columns, empty identifiers,
@@ -196,8 +198,8 @@ def validate_results(df: pd.DataFrame, where: str | Path = "results") -> pd.Data
     prob outside [0, 1], …), references that differ between models, and predictions for cases
     without a reference.
     """
-    out = _check_rows(df, str(where))
-    _check_references(out, str(where))
+    out = _check_rows(df, str(where), tasks)
+    _check_references(out, str(where), tasks)
     return out
 
 
@@ -215,7 +217,9 @@ def _result_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def read_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+def read_results(
+    paths: str | Path | Sequence[str | Path], tasks: TaskRegistry = TASKS
+) -> pd.DataFrame:
     """Read and validate tidy results CSVs (or folders holding ``results.csv``) into one table.
 
     Each file is checked on its own (errors name the file); then rows duplicated across files
@@ -229,7 +233,7 @@ def read_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             raise NeuroFMError(
                 path, f"not a readable CSV ({exc.__class__.__name__}: {exc})"
             ) from exc
-        frames.append(_check_rows(raw, str(path)).assign(_file=str(path)))
+        frames.append(_check_rows(raw, str(path), tasks).assign(_file=str(path)))
     table = pd.concat(frames, ignore_index=True)
     dup = table[table.duplicated(list(KEY), keep=False)]
     if not dup.empty:
@@ -237,13 +241,13 @@ def read_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         same = dup[(dup[list(KEY)] == first[list(KEY)]).all(axis=1)]
         key = "/".join(first[list(KEY)])
         raise NeuroFMError(same.iloc[1]["_file"], f"row {key} also in {same.iloc[0]['_file']}")
-    _check_references(table, "results")
+    _check_references(table, "results", tasks)
     return table.drop(columns="_file")
 
 
-def write_results(df: pd.DataFrame, path: str | Path) -> Path:
+def write_results(df: pd.DataFrame, path: str | Path, tasks: TaskRegistry = TASKS) -> Path:
     """Validate and write a tidy table as CSV atomically (columns in :data:`COLUMNS` order)."""
-    table = validate_results(df, path)
+    table = validate_results(df, path, tasks)
     return write_text_atomic(path, table.to_csv(index=False))
 
 
@@ -291,11 +295,14 @@ def _worst_fill(
     return float(observed.max() if not spec.higher_is_better else observed.min())
 
 
-def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTable:
+def case_table(df: pd.DataFrame, task: str | TaskSpec, site: str | None = None) -> CaseTable:
     """Dense per-case arrays of a validated tidy table for one task and one site (None: pooled).
 
     Models are all models with rows for the task; cases the union of their cases in the site.
+    ``task``: a built-in task's name or any loaded spec.
     """
+    spec = task if isinstance(task, TaskSpec) else TASKS[task]
+    task = spec.name
     task_rows = df[df["task"] == task]
     if task_rows.empty:
         raise NeuroFMError("results", f"no rows for task {task}")
@@ -307,7 +314,6 @@ def case_table(df: pd.DataFrame, task: str, site: str | None = None) -> CaseTabl
     wide = rows.pivot_table(
         index=["site", "case"], columns=["metric", "model"], values="value", aggfunc="first"
     )
-    spec = TASKS[task]
     ref_name = spec.reference_row
     ref: np.ndarray | None = None
     if ref_name is not None:
@@ -393,21 +399,27 @@ def score_models(table: CaseTable, metric: str, indices: np.ndarray) -> MetricSc
 
 
 def summarise(
-    df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    df: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    tasks: TaskRegistry = TASKS,
 ) -> pd.DataFrame:
     """Every task metric per model and site (and pooled, site ``all``) with bootstrap CIs.
 
     Columns :data:`SUMMARY_COLUMNS`. Bootstrap indices come from ``seed`` and are shared by all
     models of a (task, site); metrics whose rows are absent from the table are skipped.
+    ``tasks``: the tasks the table may hold (a user's task file adds its spec,
+    :func:`neurofm.tasks.with_task`).
     """
-    table_df = validate_results(df)
+    table_df = validate_results(df, tasks=tasks)
     rows = []
-    for task in [t for t in TASKS if t in set(table_df["task"])]:
+    for task in [t for t in tasks if t in set(table_df["task"])]:
         sites = sorted(table_df.loc[table_df["task"] == task, "site"].unique())
         for site in [*sites, ALL_SITES]:
-            table = case_table(table_df, task, site)
+            table = case_table(table_df, tasks[task], site)
             indices = bootstrap_indices(table.n_cases, n_boot, seed)
-            for name in TASKS[task].metrics:
+            for name in tasks[task].metrics:
                 if not table.has(METRICS[name]):
                     continue
                 scores = score_models(table, name, indices)

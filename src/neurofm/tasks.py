@@ -35,10 +35,12 @@ __all__ = [
     "TASKS",
     "TaskKind",
     "TaskLike",
+    "TaskRegistry",
     "TaskSpec",
     "get_task",
     "load_task_file",
     "parse_task",
+    "with_task",
 ]
 
 OutputKind = Literal["probability", "mask", "number"]
@@ -300,6 +302,9 @@ TASKS: dict[str, TaskSpec] = _builtin()
 """The built-in FOMO25 tasks by name, in contract order."""
 
 
+TaskRegistry = Mapping[str, TaskSpec]
+"""Tasks a results table may hold, by name (the built-ins, plus any user task in use)."""
+
 TaskLike = str | Path | TaskSpec
 """What functions taking a task accept: a built-in name, a task file's path, or a loaded spec."""
 
@@ -314,3 +319,11 @@ def get_task(name_or_path: TaskLike) -> TaskSpec:
     if key.endswith(".toml") or Path(key).is_file():
         return load_task_file(key)
     raise NeuroFMError(None, f"unknown task {key!r} (known: {', '.join(TASKS)}, or a .toml file)")
+
+
+def with_task(spec: TaskSpec) -> dict[str, TaskSpec]:
+    """The built-in tasks plus ``spec``; a task file may not reuse a built-in name for
+    different facts (results of the two would be mixed up)."""
+    if spec.name in TASKS and TASKS[spec.name] != spec:
+        raise NeuroFMError(spec.source, f"name: {spec.name!r} is a built-in task's name")
+    return {**TASKS, spec.name: spec}

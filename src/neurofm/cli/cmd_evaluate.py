@@ -14,9 +14,13 @@ from neurofm.cli import app
 
 @app.command()
 def evaluate(
-    task: str = typer.Option(..., help="infarct | meningioma | brain_age"),
+    task: str = typer.Option(
+        ..., help="infarct | meningioma | brain_age, or a task file (.toml, see docs/tasks.md)"
+    ),
     predictions: Path = typer.Option(..., help="folder of <case>.txt / <case>.nii.gz"),
-    references: Path = typer.Option(..., help="labelled split folder (with labels.csv)"),
+    references: Path = typer.Option(
+        ..., help="split folder with labels.csv (and <case>/label.nii.gz masks); no images needed"
+    ),
     out: Path = typer.Option(..., help="folder for metrics.csv, results.csv, summary.json"),
     model: str = typer.Option("model", help="model name in the tidy results"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples"),
@@ -27,18 +31,21 @@ def evaluate(
     from neurofm.atomic import write_text_atomic
     from neurofm.evaluate import evaluate_predictions, wide_metrics
     from neurofm.results import summarise, write_results
+    from neurofm.tasks import get_task, with_task
     from neurofm.train.runs import refuse_existing_outputs
 
     files = [out / "metrics.csv", out / "results.csv", out / "summary.json"]
     refuse_existing_outputs(files, overwrite)
-    ev = evaluate_predictions(task, predictions, references, model)
-    summary = summarise(ev.rows, n_boot=n_boot, seed=seed)
+    spec = get_task(task)
+    tasks = with_task(spec)
+    ev = evaluate_predictions(spec, predictions, references, model)
+    summary = summarise(ev.rows, n_boot=n_boot, seed=seed, tasks=tasks)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(files[0], wide_metrics(ev.rows).to_csv(index=False))
-    write_results(ev.rows, files[1])
+    write_results(ev.rows, files[1], tasks)
     pooled = summary[summary["site"] == "all"]
     payload = {
-        "task": task,
+        "task": spec.name,
         "model": model,
         "n_cases": int(ev.rows["case"].nunique()),
         "missing": ev.missing,
@@ -52,7 +59,7 @@ def evaluate(
         "by_site": summary.to_dict(orient="records"),
     }
     write_text_atomic(files[2], json.dumps(payload, indent=2))
-    table = Table(title=f"{task}: {model} ({payload['n_cases']} cases)")
+    table = Table(title=f"{spec.name}: {model} ({payload['n_cases']} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
     for r in pooled.itertuples():

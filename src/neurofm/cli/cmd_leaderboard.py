@@ -1,4 +1,4 @@
-"""`neurofm leaderboard RESULTS... [--out DIR] [--n-boot N] [--seed S]`."""
+"""`neurofm leaderboard RESULTS... [--task NAME_OR_FILE]... [--out DIR] [--n-boot N] [--seed S]`."""
 
 from __future__ import annotations
 
@@ -55,12 +55,28 @@ def leaderboard(
     out: Path = typer.Option(Path("leaderboard"), "--out", help="Folder for the output files"),
     n_boot: int = typer.Option(1000, "--n-boot", min=1, help="Bootstrap resamples"),
     seed: int = typer.Option(0, "--seed", help="Seed of the shared bootstrap resamples"),
+    task: list[str] = typer.Option(
+        [], "--task", help="Rank only this task: a built-in name or a task file (repeatable)"
+    ),
 ) -> None:
     """Rank models per task by several challenge methods, with bootstrap CIs and stability."""
+    from neurofm.errors import NeuroFMError
     from neurofm.ranking.leaderboard import build_leaderboard, write_leaderboard
     from neurofm.results import read_results
+    from neurofm.tasks import TASKS, get_task, with_task
 
-    df = read_results(results)
+    specs = [get_task(t) for t in task]
+    registry = dict(TASKS)
+    for spec in specs:
+        registry |= with_task(spec)
+    df = read_results(results, registry)
+    if specs:
+        chosen = {s.name for s in specs}
+        missing = sorted(chosen - set(df["task"]))
+        if missing:
+            raise NeuroFMError(results[0], f"no rows for task(s) {', '.join(missing)}")
+        registry = {name: spec for name, spec in registry.items() if name in chosen}
+        df = df[df["task"].isin(chosen)]
     console = Console()
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("ranking", total=df["task"].nunique())
@@ -68,7 +84,7 @@ def leaderboard(
         def step(task: str) -> None:
             progress.update(bar, description=f"ranked {task}", advance=1)
 
-        lb = build_leaderboard(df, n_boot=n_boot, seed=seed, progress=step)
+        lb = build_leaderboard(df, n_boot=n_boot, seed=seed, progress=step, tasks=registry)
     for table in _tables(lb):
         console.print(table)
     for path in write_leaderboard(lb, out):

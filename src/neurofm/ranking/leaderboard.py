@@ -33,7 +33,7 @@ from neurofm.results import (
     validate_results,
 )
 from neurofm.stats.bootstrap import bootstrap_indices
-from neurofm.tasks import TASKS
+from neurofm.tasks import TASKS, TaskRegistry, TaskSpec
 
 BOARD_COLUMNS = (
     "value",
@@ -78,12 +78,16 @@ class Leaderboard:
 
 
 def task_board(
-    df: pd.DataFrame, task: str, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    df: pd.DataFrame,
+    task: str | TaskSpec,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
 ) -> TaskBoard:
     """Rank the models of one task (validated tidy table) by every method."""
-    spec = TASKS[task]
+    spec = task if isinstance(task, TaskSpec) else TASKS[task]
     metric = spec.primary_metric
-    table = case_table(df, task, ALL_SITES)
+    table = case_table(df, spec, ALL_SITES)
     scores = score_models(table, metric, bootstrap_indices(table.n_cases, n_boot, seed))
     agg = aggregate_then_rank(scores)
     per_case = rank_then_aggregate(scores)
@@ -110,7 +114,9 @@ def task_board(
         "aggregate_vs_test": kendall_tau(agg["rank"], tested["rank"]),
         "case_vs_test": kendall_tau(per_case["rank"], tested["rank"]),
     }
-    return TaskBoard(task, metric, spec.higher_is_better, table.n_cases, board, stability, kendall)
+    return TaskBoard(
+        spec.name, metric, spec.higher_is_better, table.n_cases, board, stability, kendall
+    )
 
 
 def build_leaderboard(
@@ -119,15 +125,17 @@ def build_leaderboard(
     seed: int = 0,
     alpha: float = 0.05,
     progress: Callable[[str], None] | None = None,
+    tasks: TaskRegistry = TASKS,
 ) -> Leaderboard:
-    """Boards for every task in the table (DESIGN.md task order) and the final ranking.
+    """Boards for every task in the table (in ``tasks`` order) and the final ranking.
 
-    ``progress`` is called with each task name once that task is ranked.
+    ``progress`` is called with each task name once that task is ranked. ``tasks``: the tasks
+    the table may hold (built-ins, plus a user's task file's spec).
     """
-    table = validate_results(df)
+    table = validate_results(df, tasks=tasks)
     boards = {}
-    for task in [t for t in TASKS if t in set(table["task"])]:
-        boards[task] = task_board(table, task, n_boot, seed, alpha)
+    for task in [t for t in tasks if t in set(table["task"])]:
+        boards[task] = task_board(table, tasks[task], n_boot, seed, alpha)
         if progress is not None:
             progress(task)
     final = final_ranking({t: b.table["rank_aggregate"] for t, b in boards.items()})
