@@ -263,6 +263,7 @@ def test_cli_writes_predictions_and_refuses_to_overwrite(tmp_path: Path) -> None
     ("case", "expected"),
     [
         ("unknown_baseline", "unknown baseline 'oracle'"),
+        ("random_baseline", "neurofm random-init"),
         ("unknown_task", "unknown task 'tumour'"),
         ("empty_train", "no case folders"),
         ("missing_sequence", "missing required sequence(s) ['adc']"),
@@ -281,6 +282,8 @@ def test_bad_input_is_one_line_exit_2(
     name, task, train, test = "hand", "infarct", good, good
     if case == "unknown_baseline":
         name = "oracle"
+    elif case == "random_baseline":
+        name = "random"
     elif case == "unknown_task":
         task = "tumour"
     elif case == "empty_train":

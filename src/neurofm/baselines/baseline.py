@@ -212,6 +212,12 @@ def fit_baseline(
     ``cases`` restricts the fit to those case ids (e.g. a few-shot subset drawn per seed, the
     same cases the model arms trained on); default all cases of the split.
     """
+    if name == "random":
+        raise NeuroFMError(
+            None,
+            "the random-features baseline trains a probe: `neurofm random-init`, then `neurofm "
+            "finetune --init <that run> --mode probe` (docs/baselines.md)",
+        )
     if name not in BASELINES:
         raise NeuroFMError(None, f"unknown baseline {name!r} (known: {', '.join(BASELINES)})")
     spec = get_task(task)

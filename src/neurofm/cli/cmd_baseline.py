@@ -11,7 +11,7 @@ from neurofm.cli import app
 
 @app.command()
 def baseline(
-    name: str = typer.Argument(..., help="prior | hand"),
+    name: str = typer.Argument(..., help="prior | hand (random features: neurofm random-init)"),
     task: str = typer.Option(..., help="infarct | meningioma | brain_age"),
     train: Path = typer.Option(..., help="labelled training split (with labels.csv)"),
     input: Path = typer.Option(..., "--input", help="a split folder or one case folder"),
