@@ -1,4 +1,5 @@
-"""`neurofm monitor fit|score|errors`: out-of-domain flags and black-box error detection."""
+"""`neurofm monitor fit|score|errors|shift|icc|probe`: out-of-domain flags, black-box error
+detection, their evaluation, and frozen-embedding probes."""
 
 from __future__ import annotations
 
@@ -179,4 +180,32 @@ def icc(
     encoders = load_encoders(model, random_init, device)
     table = run_icc(encoders, out, subjects=subjects, preset=preset, seed=seed)
     typer.echo(table.round(3).to_string(index=False))
+    typer.echo(f"written to {out}")
+
+
+@monitor_app.command("probe")
+def probe(
+    model: Path = typer.Option(..., help="finetuned run whose frozen encoder embeds the cases"),
+    data: Path = typer.Option(..., help="labelled split (labels.csv with label or age)"),
+    task: str = typer.Option(..., help="task of the labels: infarct | brain_age"),
+    out: Path = typer.Option(..., help="folder for probe.json and oof.csv"),
+    outer: int = typer.Option(10, min=2, help="outer folds (scoring)"),
+    inner: int = typer.Option(5, min=2, help="inner folds (probe and feature selection)"),
+    forest: bool = typer.Option(True, help="also try random-forest probes (slower)"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """Nested cross-validation of classical probes on frozen embeddings."""
+    import numpy as np
+
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.probe_run import run_probe
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    res = run_probe(model, data, task, out, outer=outer, inner=inner, forest=forest,
+                    seed=seed, device=device)  # fmt: skip
+    sd = float(np.std(res.fold_scores, ddof=1))
+    typer.echo(f"{res.metric} {res.mean:.3f} (sd {sd:.3f} over {outer} outer folds)")
     typer.echo(f"written to {out}")
