@@ -8,6 +8,7 @@ predict.py writing the wrong type) must fail with a one-line reason naming the c
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -25,13 +26,14 @@ from neurofm.packages.check_fomo25 import (
     CheckResult,
     apptainer_exec_argv,
     check_folder,
+    check_image,
     check_pinned,
     commands,
     first_failure,
     organiser_args,
     parse_definition,
 )
-from neurofm.packages.export_fomo25 import build_wheel, export_fomo25, pin_closure
+from neurofm.packages.export_fomo25 import build_image, build_wheel, export_fomo25, pin_closure
 from neurofm.packages.manifest import Manifest
 from neurofm.predict import load_predictor, predict_case_dir
 from test_package_build import tiny_run
@@ -278,3 +280,85 @@ def test_export_build_without_apptainer_says_so(
     assert result.exit_code == 0, result.output
     assert "apptainer is not on PATH: no image built" in result.output
     assert not list(out.glob("*.sif"))
+
+
+# Stands in for apptainer where it is not installed: an "image" names a folder tree built from
+# the definition's %files (plus the folders %post makes); exec maps --bind mounts and the image
+# root onto host paths. It exercises the in-image commands, not Apptainer itself.
+FAKE_APPTAINER = """#!{python}
+import json, pathlib, shutil, subprocess, sys
+args = sys.argv[1:]
+if args[0] == "build":
+    image, definition = [pathlib.Path(a) for a in args[1:] if a != "--fakeroot"]
+    root = image.with_suffix(".root")
+    section = None
+    for line in definition.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("%"):
+            section = line[1:]
+        elif section == "files" and line and not line.startswith("#"):
+            src, dest = line.split()
+            target = root / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if pathlib.Path(src).is_dir() else shutil.copy2)(src, target)
+        elif section == "post" and line.startswith("mkdir"):
+            for d in line.split()[1:]:
+                if d.startswith("/"):
+                    (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    image.write_text(json.dumps({{"root": str(root)}}))
+    sys.exit(0)
+if args[0] == "test":
+    sys.exit(0)
+args, binds = args[1:], {{}}
+while args[0].startswith("--"):
+    if args[0] == "--bind":
+        host, mount = args[1].split(":")[:2]
+        binds[mount] = host
+        args = args[1:]
+    args = args[1:]
+root = json.loads(pathlib.Path(args[0]).read_text())["root"]
+def place(a):
+    for mount, host in binds.items():
+        if a == mount or a.startswith(mount + "/"):
+            return host + a[len(mount):]
+    return root + a if a.startswith("/") else a
+cmd = [place(a) for a in args[1:]]
+cmd[0] = sys.executable if cmd[0] == "python" else cmd[0]
+sys.exit(subprocess.run(cmd).returncode)
+"""
+# A predict.py without a model: it returns the package's reference and fails on a missing input.
+STUB_PREDICT = """#!/usr/bin/env python3
+import argparse, pathlib, shutil, sys
+p = argparse.ArgumentParser()
+for s in ("flair", "dwi_b1000", "adc", "swi", "t2s", "t1", "t2", "output"):
+    p.add_argument("--" + s)
+a = vars(p.parse_args())
+if any(v and not pathlib.Path(v).is_file() for k, v in a.items() if k != "output"):
+    sys.exit(3)
+shutil.copyfile(pathlib.Path(__file__).parent / "selftest" / "reference.txt", a["output"])
+"""
+
+
+def test_checks_inside_a_built_image(age_export: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "apptainer"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_APPTAINER.format(python=sys.executable))
+    fake.chmod(0o755)
+    folder = broken_copy(age_export, tmp_path)
+    (folder / "predict.py").write_text(STUB_PREDICT)
+    image = build_image(folder, str(fake))
+    assert image == folder / "tiny-brain-age.sif"
+    results = check_image(folder, image, apptainer=str(fake))
+    assert first_failure(results) is None, [r.line() for r in results]
+    names = [r.name for r in results]
+    assert names[:8] == CHECKS[:8] and names[8:10] == ["apptainer test", "image paths"]
+    assert names[10:] == CHECKS[8:]
+    by_name = {r.name: r.reason for r in results}
+    assert by_name["image paths"] == "has /app, /input, /output, /app/predict.py"
+    assert by_name["failing case"] == (
+        "a missing input (--t1 .../missing_t1.nii.gz) exits 3, writes nothing"
+    )
+    # An image without /output fails the organisers' path check.
+    shutil.rmtree(folder / "tiny-brain-age.root" / "output")
+    failed = first_failure(check_image(folder, image, apptainer=str(fake)))
+    assert failed == CheckResult("image paths", False, "missing /output")

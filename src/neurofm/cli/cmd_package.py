@@ -278,7 +278,7 @@ def _check_fomo25(
     failed = first_failure(results)
     if failed is not None:
         raise NeuroFMError(folder, f"{failed.name}: {failed.reason}")
-    console.print(f"[bold green]passes the FOMO25 checks[/]: {folder}")
+    console.print(f"[bold green]passes the FOMO25 checks[/]: {folder}", soft_wrap=True)
 
 
 @package_app.command("check-fomo25")
