@@ -209,7 +209,7 @@ class Manifest(_Strict):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     license: str = Field(min_length=1)
-    task: str = Field(description="a built-in task name (infarct, meningioma, brain_age)")
+    task: str = Field(description="a built-in task's name", json_schema_extra={"enum": list(TASKS)})
     track: Literal["method", "open"]
     authors: list[str] = Field(min_length=1)
     description: str = ""
