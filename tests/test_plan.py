@@ -155,3 +155,29 @@ def test_cli_reads_tidy_results_with_shot_counts_in_model_names(tmp_path: Path) 
     prob = first[first.metric == "prob"]["value"].to_numpy()
     i = curve.runs.index("shots10-r1")
     assert curve.scores[i] == pytest.approx(roc_auc_score(lab, prob))
+
+
+@pytest.mark.slow
+def test_launch_runs_one_finetune_and_scores_it(
+    tiny_benchmark: Path, tiny_prepared: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from neurofm.plan.launch import launch_curve
+    from neurofm.results import read_results
+    from neurofm.train.finetuning import FinetuneSettings
+
+    torch.set_num_threads(1)
+    split = tiny_benchmark / "brain_age" / "test"
+    base = FinetuneSettings(task="brain_age", steps=2, eval_every=1, workers=0,
+                            input_size=32, patch_size=16)  # fmt: skip
+    results = launch_curve(tiny_prepared, split, tmp_path / "runs", base, [4], 1)
+    table = read_results(results)
+    assert set(table["model"]) == {"shots4-r1"}
+    cases = sorted(d.name for d in split.iterdir() if d.is_dir())
+    assert sorted(table.loc[table["metric"] == "pred", "case"]) == cases
+    stamp = (tmp_path / "runs" / "runs" / "shots4-r1" / "model.safetensors").stat().st_mtime_ns
+    launch_curve(tiny_prepared, split, tmp_path / "runs", base, [4], 1)  # reused, not retrained
+    assert (
+        tmp_path / "runs" / "runs" / "shots4-r1" / "model.safetensors"
+    ).stat().st_mtime_ns == stamp

@@ -24,6 +24,15 @@ def plan(
     n_boot: int = typer.Option(1000, min=50, help="bootstrap resamples"),
     seed: int = typer.Option(0, help="bootstrap seed"),
     overwrite: bool = typer.Option(False, help="replace an existing OUT folder"),
+    data: Path | None = typer.Option(None, help="prepared data: launch the curve's runs first"),
+    eval_split: Path | None = typer.Option(None, help="raw labelled split the runs are scored on"),
+    shots: str = typer.Option("5,10,20", help="shot counts of the launched runs"),
+    repeats: int = typer.Option(3, min=1, help="runs per shot count (seeds 1..R)"),
+    init: str = typer.Option("scratch", help="pretraining run or scratch, for launched runs"),
+    mode: str = typer.Option("full", help="full | probe | adapter, for launched runs"),
+    steps: int = typer.Option(150, min=1, help="finetuning steps of launched runs"),
+    runs: Path | None = typer.Option(None, help="folder of launched runs (default OUT-runs)"),
+    device: str = typer.Option("cpu"),
 ) -> None:
     """Fit score = c - a*n^(-b) to finetuning runs at several shot counts and report n@target.
 
@@ -38,6 +47,13 @@ def plan(
 
     if out.exists() and not overwrite:
         raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    if data is not None:
+        runs_dir = runs or out.with_name(out.name + "-runs")
+        launched = _launch(data, eval_split, task, shots, repeats, init, mode, steps, runs_dir,
+                           device)  # fmt: skip
+        results = [*results, launched]
+    if not results:
+        raise NeuroFMError(None, "give --results files, or --data and --eval-split to launch runs")
     curve = read_curve(results, task, metric, site)
     points = group_points(curve.shots, curve.scores, str(results[0]))
     result = plan_target(
@@ -67,3 +83,22 @@ def plan(
         for reason in result.reasons:
             typer.echo(f"  - {reason}")
     typer.echo(f"written to {out}")
+
+
+def _launch(
+    data: Path, eval_split: Path | None, task: str, shots: str, repeats: int, init: str,
+    mode: str, steps: int, runs: Path, device: str,
+) -> Path:  # fmt: skip
+    """Run the learning curve's finetuning runs; returns their tidy results CSV."""
+    from neurofm.errors import NeuroFMError
+    from neurofm.plan.launch import launch_curve
+    from neurofm.train.finetuning import FinetuneSettings
+
+    if eval_split is None:
+        raise NeuroFMError(None, "--data needs --eval-split (the raw split the runs are scored on)")
+    try:
+        counts = sorted({int(v) for v in shots.split(",") if v.strip()})
+    except ValueError:
+        raise NeuroFMError(None, f"--shots {shots!r}: comma-separated integers") from None
+    base = FinetuneSettings(task=task, init=init, mode=mode, steps=steps)  # type: ignore[arg-type]
+    return launch_curve(data, eval_split, runs, base, counts, repeats, device)
