@@ -7,6 +7,11 @@ missing prediction is scored as — is read from here and restated nowhere else.
 tasks are built-in task files shipped in ``neurofm/task_files/``; a user's own task file goes
 through the same loader (:func:`load_task_file`), so ``get_task`` accepts a name or a path.
 The format is described in ``docs/tasks.md``.
+
+The loader validates by hand (a few lines per field) rather than through a pydantic model: the
+checks that depend on the kind — which target key, which metrics, which default range — sit
+beside the field they check, and every message names the file and the field as the file spells
+it.
 """
 
 from __future__ import annotations
