@@ -117,6 +117,8 @@ def test_cli_writes_plan_and_refuses_unreachable(tmp_path: Path) -> None:
     assert result["status"] == "ok"
     assert result["n_needed"] == pytest.approx(147.4, rel=0.02)
     assert (out / "curve.png").stat().st_size > 0
+    page = (out / "index.html").read_text()
+    assert f"{result['n_needed']:.0f} cases" in page and "data:image/png;base64," in page
     with pytest.raises(SystemExit) as exc:  # out exists
         main(["plan", "--results", str(csv), "--task", "infarct", "--target", "0.8",
               "--out", str(out)])  # fmt: skip

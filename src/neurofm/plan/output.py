@@ -1,4 +1,5 @@
-"""Write a plan: ``plan.json`` (fit, n@target and its interval), ``curve.csv`` and ``curve.png``."""
+"""Write a plan: ``plan.json`` (fit, n@target and its interval), ``curve.csv``, ``curve.png``
+and ``index.html`` (the report page)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from matplotlib.figure import Figure
 
 from neurofm.atomic import publish_dir, sibling_tmp_dir, write_json_atomic, write_text_atomic
 from neurofm.plan.curve import power_law
-from neurofm.plan.estimate import PlanResult
+from neurofm.plan.estimate import MAX_EXTRAPOLATION, PlanResult
 from neurofm.plan.inputs import CurveData
+from neurofm.plan.report import render_plan_page
 
 
 def curve_plot(curve: CurveData, result: PlanResult, out: Path) -> Path:
@@ -52,7 +54,9 @@ def write_plan(curve: CurveData, result: PlanResult, out: Path, task: str) -> Pa
     tmp = sibling_tmp_dir(out)
     runs = pd.DataFrame({"run": curve.runs, "shots": curve.shots, "score": curve.scores})
     write_text_atomic(tmp / "curve.csv", runs.to_csv(index=False))
-    write_json_atomic(tmp / "plan.json", {"task": task, "metric": curve.metric,
-                                          **result.to_json()})  # fmt: skip
+    payload = {"task": task, "metric": curve.metric, **result.to_json()}
+    write_json_atomic(tmp / "plan.json", payload)
     curve_plot(curve, result, tmp / "curve.png")
+    page = render_plan_page(payload, tmp / "curve.png", MAX_EXTRAPOLATION)
+    write_text_atomic(tmp / "index.html", page)
     return publish_dir(tmp, out)
