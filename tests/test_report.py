@@ -18,6 +18,9 @@ import pytest
 
 from neurofm.errors import NeuroFMError
 from neurofm.report import build_report
+from neurofm.report.build import report_model
+from neurofm.report.inputs import load_inputs
+from neurofm.report.model import ReportModel
 from neurofm.report.viewer import encode_case, read_viewer_cases
 
 MODELS = ("contrastive-pretrained", "mae-pretrained", "scratch")
@@ -197,15 +200,89 @@ def test_leaderboards_have_a_row_per_model(report: Path) -> None:
     assert "Mean absolute error" in text and "years" in text
 
 
-def test_ranking_order_follows_skill(report: Path) -> None:
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> ReportModel:
+    run = write_results_folder(tmp_path_factory.mktemp("run-model"))
+    inputs = load_inputs(run / "results")
+    return report_model(inputs, tmp_path_factory.mktemp("figs"), "t", N_BOOT, 0)
+
+
+def test_ranking_order_follows_skill(model: ReportModel) -> None:
     """The best model (by construction) leads every leaderboard; scratch is last overall."""
-    text = (report / "index.html").read_text()
-    for task in ("meningioma", "infarct", "brain_age"):
-        table = text.split(f"id='leaderboard-{task}'")[1].split("</table>")[0]
-        order = [m for m in re.findall(r"</span>([a-z-]+)", table) if m in MODELS]
-        assert order == ["mae-pretrained", "contrastive-pretrained", "scratch"], (task, order)
-    overall = text.split("id='overall-ranking'")[1].split("</table>")[0]
-    assert [m for m in re.findall(r"</span>([a-z-]+)", overall) if m in MODELS][-1] == "scratch"
+    assert sorted(s.task for s in model.tasks) == ["brain_age", "infarct", "meningioma"]
+    for section in model.tasks:
+        assert section.models == ["mae-pretrained", "contrastive-pretrained", "scratch"]
+        assert [r.ranks[0] for r in section.rows] == [1, 2, 3]  # aggregate, then rank
+    assert model.overall is not None
+    assert [r.model for r in model.overall.rows][-1] == "scratch"
+    assert model.overall.task_titles == [s.title for s in model.tasks]
+
+
+def test_model_numbers_match_the_results(model: ReportModel) -> None:
+    """Primary metrics recomputed from results.csv by hand: MAE and Dice are case means,
+    AUROC comes from scikit-learn; every interval holds its value."""
+    from sklearn.metrics import roc_auc_score
+
+    df = pd.read_csv(model.overview.folder + "/results.csv")
+    by_task = {s.task: s for s in model.tasks}
+    for row in by_task["brain_age"].rows:
+        mine = df[(df.model == row.model) & (df.metric == "abs_error")]["value"].mean()
+        assert row.primary.value == pytest.approx(mine)
+    for row in by_task["meningioma"].rows:
+        mine = df[(df.model == row.model) & (df.metric == "dice")]["value"].mean()
+        assert row.primary.value == pytest.approx(mine)
+        assert row.primary.decimals == 3 and len(row.others) == 3  # nsd, hd95, assd
+    for row in by_task["infarct"].rows:
+        t = df[(df.model == row.model) & (df.task == "infarct")].pivot(
+            index=["site", "case"], columns="metric", values="value"
+        )
+        assert row.primary.value == pytest.approx(roc_auc_score(t["label"], t["prob"]))
+    for section in model.tasks:
+        assert section.n_cases == 2 * 10
+        assert [(a.first.key, a.second.key) for a in section.agreement] == [
+            ("aggregate", "case"), ("aggregate", "test"), ("case", "test"),
+        ]  # fmt: skip
+        assert all(-1 <= a.tau <= 1 for a in section.agreement)
+        for row in section.rows:
+            for iv in (row.primary, *row.others):
+                assert iv.low <= iv.value <= iv.high
+            assert 0 <= row.p_rank1 <= 1 and row.n_missing == 0
+        # every resample has a first place (tied models share it)
+        assert sum(r.p_rank1 for r in section.rows) >= 1.0 - 1e-9
+
+
+def test_model_overview(model: ReportModel) -> None:
+    o = model.overview
+    assert o.synthetic and o.models == sorted(MODELS) and o.n_boot == N_BOOT
+    assert {t.task: t.per_site for t in o.test_data}["infarct"] == {"site_b": 10, "site_c": 10}
+    assert o.run_settings["times.total_s"] == "42" and o.run_settings["preset"] == "tiny"
+    assert [g.metric for g in o.glossary if g.task_title == "Meningioma segmentation"] == [
+        "dice", "nsd", "hd95", "assd",
+    ]  # fmt: skip
+    assert {g.metric: g.better for g in o.glossary}["hd95"] == "lower"
+    assert model.n_viewer_cases == 2
+    assert set(model.colours) >= set(MODELS)
+
+
+def test_extra_page_is_rendered_and_linked(tmp_path: Path) -> None:
+    """A page from another package's template folder, on the shared layout and navigation."""
+    from neurofm.report.render import ReportPage
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "study.html").write_text(
+        '{% extends "base.html" %}{% block body %}<p id="n">{{ data.n|num(1) }} {{ data.who }}</p>'
+        "{% endblock %}"
+    )
+    run = write_results_folder(tmp_path / "run", n_per_site=4, tasks=("brain_age",))
+    page = ReportPage(
+        "study.html", "Study", "study.html", {"data": {"n": 2.5, "who": "<b>"}}, templates
+    )
+    index = build_report(run, tmp_path / "rep", n_boot=100, extra_pages=[page])
+    study = (index.parent / "study.html").read_text()
+    assert '<p id="n">2.5 &lt;b&gt;</p>' in study  # formatted by the shared filter, escaped
+    for html_page in (index, index.parent / "study.html", index.parent / "viewer.html"):
+        assert "study.html" in _parse(html_page).links, html_page.name
 
 
 def test_viewer_index_lists_cases_with_overlays(report: Path) -> None:
