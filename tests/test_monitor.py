@@ -163,3 +163,7 @@ def test_cli_fit_and_score_end_to_end(tiny_benchmark: Path, tmp_path: Path) -> N
     assert _run("monitor", "score", str(mon), "--input", str(test), "--out", str(refused),
                 "--model", str(other)) == 2  # fmt: skip
     assert not refused.exists()
+    page = tmp_path / "monitor.html"
+    assert _run("monitor", "report", str(mon), "--scores", str(out), "--out", str(page)) == 0
+    html = page.read_text()
+    assert "data:image/png;base64," in html and f"/ {len(cases)}</td>" in html

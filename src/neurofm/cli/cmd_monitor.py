@@ -209,3 +209,25 @@ def probe(
     sd = float(np.std(res.fold_scores, ddof=1))
     typer.echo(f"{res.metric} {res.mean:.3f} (sd {sd:.3f} over {outer} outer folds)")
     typer.echo(f"written to {out}")
+
+
+@monitor_app.command("report")
+def report(
+    monitor: Path = typer.Argument(..., help="monitor folder"),
+    scores: Path = typer.Option(..., help="CSV written by `neurofm monitor score`"),
+    out: Path = typer.Option(..., help="HTML page to write"),
+    errors: Path | None = typer.Option(None, help="folder of `neurofm monitor errors`"),
+    shift: Path | None = typer.Option(None, help="folder of `neurofm monitor shift`"),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+) -> None:
+    """A self-contained HTML page: score distributions, flagged cases, before/after, AUROC."""
+    from neurofm.atomic import write_text_atomic
+    from neurofm.errors import NeuroFMError
+    from neurofm.monitor.monitor import load_monitor
+    from neurofm.monitor.report import render_monitor_page
+
+    if out.exists() and not overwrite:
+        raise NeuroFMError(out, "output already exists; use --overwrite")
+    page = render_monitor_page(load_monitor(monitor), scores, errors, shift)
+    write_text_atomic(out, page)
+    typer.echo(f"written to {out}")
