@@ -14,7 +14,7 @@ from neurofm.evaluate import evaluate_predictions
 from neurofm.metrics import METRICS
 from neurofm.metrics.segmentation import missing_mask_metrics, segmentation_metrics
 from neurofm.results import COLUMNS, case_table
-from neurofm.tasks import TASKS, TaskSpec, get_task, load_task_file
+from neurofm.tasks import TASKS, TaskSpec, get_task, load_task_file, with_task
 
 WriteNifti = Callable[..., Path]
 
@@ -82,6 +82,13 @@ def test_user_task_file_by_path(tmp_path: Path) -> None:
         get_task("nope")
     with pytest.raises(NeuroFMError, match=r"absent.toml: unreadable task file"):
         get_task(tmp_path / "absent.toml")
+    # a copy of a built-in file may keep its name; different facts under that name may not
+    copy = tmp_path / "infarct.toml"
+    copy.write_text(Path(TASKS["infarct"].source).read_text())
+    assert with_task(get_task(copy))["infarct"] == get_task(copy)
+    copy.write_text(copy.read_text().replace('primary = "auroc"', 'primary = "ap"'))
+    with pytest.raises(NeuroFMError, match=r"infarct.toml: name: 'infarct' is a built-in task"):
+        with_task(get_task(copy))
 
 
 @pytest.mark.parametrize(

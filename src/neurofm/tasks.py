@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -329,6 +329,7 @@ def get_task(name_or_path: TaskLike) -> TaskSpec:
 def with_task(spec: TaskSpec) -> dict[str, TaskSpec]:
     """The built-in tasks plus ``spec``; a task file may not reuse a built-in name for
     different facts (results of the two would be mixed up)."""
-    if spec.name in TASKS and TASKS[spec.name] != spec:
+    builtin = TASKS.get(spec.name)
+    if builtin is not None and replace(spec, source=builtin.source) != builtin:
         raise NeuroFMError(spec.source, f"name: {spec.name!r} is a built-in task's name")
     return {**TASKS, spec.name: spec}
