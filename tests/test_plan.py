@@ -21,6 +21,7 @@ from neurofm.plan.curve import (
     power_law,
 )
 from neurofm.plan.estimate import plan_target
+from neurofm.plan.simulate import interval_coverage
 
 SIZES = np.array([10.0, 20.0, 40.0, 80.0, 160.0])
 TRUE = (0.85, 1.0, 0.6)  # c, a, b: score 0.80 needs (1 / 0.05) ** (1 / 0.6) = 147.4 cases
@@ -80,17 +81,10 @@ def test_fewer_than_three_sizes_is_an_error() -> None:
 
 def test_interval_covers_true_n_near_nominal_rate() -> None:
     """200 simulated experiments (5 sizes x 5 repeats, noise sd 0.01): 95 % percentile CI."""
-    rng = np.random.default_rng(1)
-    true_n = 20.0 ** (1 / 0.6)
-    covered = given = 0
-    for s in range(200):
-        res = plan_target(_points(5, 0.01, rng), 0.80, n_boot=200, seed=s)
-        if res.status == "ok":
-            assert res.n_ci is not None and res.n_ci[1] is not None
-            given += 1
-            covered += res.n_ci[0] <= true_n <= res.n_ci[1]
-    assert given >= 195
-    assert 0.85 <= covered / given <= 0.99
+    res = interval_coverage(sims=200, n_boot=200)
+    assert res.true_n == pytest.approx(20.0 ** (1 / 0.6))
+    assert res.given >= 195
+    assert 0.85 <= res.coverage <= 0.99
 
 
 def test_unconstrained_points_cannot_extrapolate(rng: np.random.Generator) -> None:
