@@ -97,6 +97,14 @@ def pin_closure(requirements: list[str], lookup: Lookup = installed) -> dict[str
     return dict(sorted(pins.items()))
 
 
+def neurofm_pins() -> dict[str, str]:
+    """The pinned closure of the installed neurofm's own requirements (extras left out)."""
+    found = installed("neurofm")
+    if found is None:
+        raise NeuroFMError(None, "neurofm is not installed (no metadata): cannot pin its deps")
+    return pin_closure(found[2])
+
+
 def requirements_text(pins: dict[str, str]) -> str:
     """The pinned ``requirements.txt`` of the image, with why it is pinned."""
     head = (
@@ -195,10 +203,7 @@ def export_fomo25(
             shutil.copytree(pkg_dir / MODEL_DIR, tmp / MODEL_DIR)
             shutil.copytree(pkg_dir / SELFTEST_DIR, tmp / SELFTEST_DIR)
             shutil.copyfile(pkg_dir / MANIFEST_NAME, tmp / MANIFEST_NAME)
-            requires = importlib.metadata.requires("neurofm") or []
-            (tmp / REQUIREMENTS).write_text(
-                requirements_text(pin_closure(requires)), encoding="utf-8"
-            )
+            (tmp / REQUIREMENTS).write_text(requirements_text(neurofm_pins()), encoding="utf-8")
             wheels = tmp / "wheels"
             wheels.mkdir()
             if wheel is not None:
