@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -27,6 +28,7 @@ from neurofm.packages.check_fomo25 import (
     apptainer_exec_argv,
     check_folder,
     check_image,
+    check_output_type,
     check_pinned,
     commands,
     first_failure,
@@ -34,7 +36,7 @@ from neurofm.packages.check_fomo25 import (
     parse_definition,
 )
 from neurofm.packages.export_fomo25 import build_image, build_wheel, export_fomo25, pin_closure
-from neurofm.packages.manifest import Manifest
+from neurofm.packages.manifest import Manifest, parse_manifest
 from neurofm.predict import load_predictor, predict_case_dir
 from test_package_build import tiny_run
 
@@ -362,3 +364,34 @@ def test_checks_inside_a_built_image(age_export: Path, tmp_path: Path) -> None:
     shutil.rmtree(folder / "tiny-brain-age.root" / "output")
     failed = first_failure(check_image(folder, image, apptainer=str(fake)))
     assert failed == CheckResult("image paths", False, "missing /output")
+
+
+def mask_manifest() -> Manifest:
+    return parse_manifest(
+        {
+            "id": "m", "name": "m", "version": "1", "license": "MIT", "task": "meningioma",
+            "track": "open", "authors": ["a"], "base_model": {"name": "scratch"},
+            "inputs": {"sequences": ["dwi_b1000", "flair", ["swi", "t2s"]]},
+            "outputs": {"kind": "mask", "geometry": "same_as_input", "labels": {1: "tumour"}},
+            "runtime": {"entrypoint": ["python", "p.py"], "timeout_s": 9, "memory_mb": 99},
+            "selftest": {"sample": "s/c", "reference": "s/r.nii.gz"},
+        }
+    )  # fmt: skip
+
+
+def test_mask_output_of_the_wrong_type_fails(write_nifti: Callable[..., Path]) -> None:
+    manifest = mask_manifest()
+    flair = write_nifti("in/flair.nii.gz", np.ones((6, 5, 4)))
+    mask = np.zeros((6, 5, 4))
+    mask[1:3, 1:3, 1:3] = 1
+    good = check_output_type(manifest, write_nifti("good.nii.gz", mask), flair)
+    assert good.ok and good.reason == "binary NIfTI mask on the input grid (6, 5, 4), 8 voxels set"
+    labelled = check_output_type(manifest, write_nifti("two.nii.gz", mask * 2), flair)
+    assert not labelled.ok
+    assert labelled.reason == "mask has values 2 outside the declared labels [0, 1]"
+    small = check_output_type(manifest, write_nifti("small.nii.gz", mask[:5]), flair)
+    assert small.reason == "mask shape (5, 5, 4) differs from the input (6, 5, 4)"
+    text = flair.parent / "sub_1.txt"
+    text.write_text("0.5\n")
+    wrong = check_output_type(manifest, text, flair)
+    assert wrong.reason == "sub_1.txt: a mask must be written as .nii.gz"
