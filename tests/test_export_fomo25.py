@@ -34,6 +34,7 @@ from neurofm.packages.check_fomo25 import (
     first_failure,
     organiser_args,
     parse_definition,
+    stage_subject,
 )
 from neurofm.packages.export_fomo25 import build_image, build_wheel, export_fomo25, pin_closure
 from neurofm.packages.manifest import Manifest, parse_manifest
@@ -395,3 +396,17 @@ def test_mask_output_of_the_wrong_type_fails(write_nifti: Callable[..., Path]) -
     text.write_text("0.5\n")
     wrong = check_output_type(manifest, text, flair)
     assert wrong.reason == "sub_1.txt: a mask must be written as .nii.gz"
+
+
+def test_stage_subject_lays_out_an_organiser_session(
+    write_nifti: Callable[..., Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    t1 = rng.uniform(0, 1, (4, 5, 6))
+    write_nifti("sample/t1.nii", t1)  # uncompressed: staged as the .nii.gz the organisers glob
+    write_nifti("sample/t2.nii.gz", t1 * 2)
+    write_nifti("sample/flair.nii.gz", t1)  # not a brain-age sequence: left out
+    session = tmp_path / "sub_1" / "ses_1"
+    session.mkdir(parents=True)
+    assert stage_subject(tmp_path / "sample", "brain_age", session) == ["t1", "t2"]
+    assert sorted(p.name for p in session.iterdir()) == ["t1.nii.gz", "t2.nii.gz"]
+    np.testing.assert_allclose(nib.load(str(session / "t1.nii.gz")).get_fdata(), t1, rtol=1e-6)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import nibabel as nib
+
 from neurofm.errors import NeuroFMError
 from neurofm.packages.hashing import sha256_file
 from neurofm.packages.manifest import MANIFEST_NAME, Manifest, load_manifest
@@ -508,6 +510,22 @@ def _run(argv: list[str], timeout_s: float) -> tuple[int, str]:
     return proc.returncode, lines[-1] if lines else ""
 
 
+def stage_subject(sample: Path, task: str, session: Path) -> list[str]:
+    """Lay the self-test case out as an organisers' session folder (``<seq>.nii.gz`` only, the
+    one name their validator globs for); returns the sequences staged."""
+    present = []
+    for seq in ORGANISER_TASKS[task][1]:
+        dst = session / f"{seq}.nii.gz"
+        if (sample / f"{seq}.nii.gz").is_file():
+            shutil.copyfile(sample / f"{seq}.nii.gz", dst)
+        elif (sample / f"{seq}.nii").is_file():
+            nib.save(nib.load(str(sample / f"{seq}.nii")), str(dst))
+        else:
+            continue
+        present.append(seq)
+    return present
+
+
 def runtime_checks(folder: Path, manifest: Manifest, target: Target) -> list[CheckResult]:
     """Flags, the self-test case as the organisers call it, its output, and a failing case."""
     task = manifest.task
@@ -517,11 +535,9 @@ def runtime_checks(folder: Path, manifest: Manifest, target: Target) -> list[Che
         results = [check_flags(target.help_text(scratch), task)]
         subject = scratch / SUBJECT
         (subject / SESSION).mkdir(parents=True)
-        present = [s for s in ORGANISER_TASKS[task][1] if (sample / f"{s}.nii.gz").is_file()]
+        present = stage_subject(sample, task, subject / SESSION)
         if not present:
             return [*results, CheckResult("self-test case", False, f"{sample} holds no input")]
-        for seq in present:
-            shutil.copyfile(sample / f"{seq}.nii.gz", subject / SESSION / f"{seq}.nii.gz")
         out_dir = scratch / "work" / "output"
         out_dir.mkdir(parents=True)
         out_name = output_name(task)
