@@ -167,3 +167,48 @@ def test_cli_fit_and_score_end_to_end(tiny_benchmark: Path, tmp_path: Path) -> N
     assert _run("monitor", "report", str(mon), "--scores", str(out), "--out", str(page)) == 0
     html = page.read_text()
     assert "data:image/png;base64," in html and f"/ {len(cases)}</td>" in html
+
+
+def _infarct_split(root: Path, n: int, rng: np.random.Generator) -> Path:
+    """A labelled infarct split of small random volumes (labels alternate 0/1)."""
+    import nibabel as nib
+
+    rows = ["case,site,label"]
+    for i in range(n):
+        case = root / f"c{i:02d}"
+        case.mkdir(parents=True)
+        for seq in ("dwi_b1000", "flair", "adc", "swi"):
+            data = rng.uniform(0, 100, (16, 16, 16)).astype(np.float32) * (1 + i % 2)
+            nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), case / f"{seq}.nii.gz")
+        rows.append(f"c{i:02d},source,{i % 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_cli_errors_writes_before_after_and_refuses_unknown_cases(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    run = make_run(tmp_path / "run", "infarct", 0)
+    splits = {s: _infarct_split(tmp_path / s, 10, rng) for s in ("val", "test")}
+    preds = {}
+    for s in splits:
+        preds[s] = tmp_path / f"pred_{s}"
+        preds[s].mkdir()
+        for i in range(10):
+            (preds[s] / f"c{i:02d}.txt").write_text(f"{0.3 + 0.4 * (i % 2) * (i % 4 != 1):.2f}\n")
+    out = tmp_path / "errors"
+    args = ["monitor", "errors", "--model", str(run), "--val", str(splits["val"]),
+            "--val-predictions", str(preds["val"]), "--test", str(splits["test"]),
+            "--test-predictions", str(preds["test"]), "--k", "3"]  # fmt: skip
+    assert _run(*args, "--out", str(out)) == 0
+    table = pd.read_csv(out / "before_after.csv")
+    assert table["rule"].tolist() == [
+        "black box, own threshold",
+        "black box, re-thresholded",
+        "embedding-assisted",
+    ]
+    # at 0.5 the black box flags odd cases except i % 4 == 1 (1, 5, 9): 2 of 5 positives
+    assert table.loc[0, "sensitivity"] == pytest.approx(2 / 5)
+    assert table.loc[0, "specificity"] == pytest.approx(1.0)
+    (preds["test"] / "stranger.txt").write_text("0.5\n")
+    assert _run(*args, "--out", str(tmp_path / "never")) == 2
+    assert not (tmp_path / "never").exists()
