@@ -357,6 +357,7 @@ def test_checks_inside_a_built_image(age_export: Path, tmp_path: Path) -> None:
     assert names[:8] == CHECKS[:8] and names[8:10] == ["apptainer test", "image paths"]
     assert names[10:] == CHECKS[8:]
     by_name = {r.name: r.reason for r in results}
+    assert by_name["apptainer test"] == "apptainer test tiny-brain-age.sif exits 0"
     assert by_name["image paths"] == "has /app, /input, /output, /app/predict.py"
     assert by_name["failing case"] == (
         "a missing input (--t1 .../missing_t1.nii.gz) exits 3, writes nothing"

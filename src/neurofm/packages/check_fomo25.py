@@ -592,7 +592,8 @@ def check_folder(folder: Path, *, device: str = "auto") -> list[CheckResult]:
 def image_checks(image: Path, apptainer: str, timeout_s: float) -> list[CheckResult]:
     """``apptainer test`` and the required paths, asked of the image as the organisers ask."""
     code, error = _run([apptainer, "test", str(image)], timeout_s)
-    results = [CheckResult("apptainer test", code == 0, error or f"exit code {code}")]
+    said = f"exits {code}" + (f": {error}" if error else "")
+    results = [CheckResult("apptainer test", code == 0, f"apptainer test {image.name} {said}")]
     missing = []
     for path in REQUIRED_PATHS:
         flag = "-f" if path.endswith(".py") else "-d"
