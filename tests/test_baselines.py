@@ -346,7 +346,7 @@ def test_random_features_probe_freezes_the_scratch_init(
     from safetensors.torch import load_file
 
     from neurofm.baselines.random_features import random_features_settings
-    from neurofm.train.finetuning import FinetuneSettings
+    from neurofm.train.settings import FinetuneSettings
 
     torch.set_num_threads(1)
     common = ["--task", "brain_age", "--seed", "3", "--input-size", "32", *FAST[2:]]

@@ -25,9 +25,10 @@ from neurofm.predict import channel_slots
 from neurofm.runconfig import PretrainRunConfig, preprocess_from_dict
 from neurofm.runfiles import code_revision, write_model_files
 from neurofm.tasks import get_task
-from neurofm.train.finetuning import FinetuneSettings, train_subset
+from neurofm.train.finetuning import train_subset
 from neurofm.train.loop import seed_everything
 from neurofm.train.runs import refuse_existing_outputs
+from neurofm.train.settings import FinetuneSettings
 
 RANDOM_OBJECTIVE = "random"
 

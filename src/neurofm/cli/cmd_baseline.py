@@ -47,7 +47,7 @@ def random_init(
     options) trains the same probe on that frozen random encoder.
     """
     from neurofm.baselines.random_features import write_random_init
-    from neurofm.train.finetuning import FinetuneSettings
+    from neurofm.train.settings import FinetuneSettings
 
     settings = FinetuneSettings(task=task, preset=preset, head=head, pool=pool, seed=seed)  # type: ignore[arg-type]
     folder = write_random_init(out, settings, data, overwrite=overwrite)
