@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from neurofm.atomic import DiskFull
 from neurofm.errors import NeuroFMError
 from neurofm.runfiles import load_config, load_weights
 from neurofm.train.checkpoint import save_checkpoint
@@ -140,7 +141,7 @@ def test_checkpoint_write_failure_keeps_previous(tmp_path: Path, monkeypatch) ->
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(rf, "save_file", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFull, match="free space"):  # a full disk is one line, not a trace
         save_checkpoint(folder, {"w": torch.zeros(3)}, {"v": 2})
     assert load_config(folder)["v"] == 1
     torch.testing.assert_close(load_weights(folder)["w"], torch.ones(3))
