@@ -20,7 +20,7 @@ from neurofm.data.cache import PreparedDataset
 from neurofm.io.nifti import load_volume
 from neurofm.metrics import dice
 from neurofm.models import TaskModelConfig, build_task_model, get_preset
-from neurofm.predict import channel_slots, load_predictor
+from neurofm.predict import load_predictor
 from neurofm.runconfig import FinetuneRunConfig, TargetScale, preprocess_from_dict
 from neurofm.runfiles import load_finetune_config, write_model_files
 from neurofm.tasks import get_task
@@ -37,7 +37,7 @@ def _run(tmp_path: Path, prepared: PreparedDataset, task: str) -> tuple[Path, Fi
     run = FinetuneRunConfig(
         task=task,
         model=cfg,
-        input_sequences=channel_slots(spec),
+        input_sequences=list(spec.channel_slots),
         preprocess=preprocess_from_dict(prepared.params),
         input_size=(32, 32, 32),
         patch_size=(16, 16, 16),

@@ -31,8 +31,9 @@ from neurofm.tasks import TaskSpec, get_task
 
 
 def channel_slots(task: TaskSpec) -> list[str]:
-    """Names of a task's input channels; a one-of group is written ``swi|t2s``."""
-    return list(task.required) + ["|".join(g) for g in task.one_of]
+    """Deprecated alias of :attr:`neurofm.tasks.TaskSpec.channel_slots`, kept until its last
+    callers outside prediction read the task directly."""
+    return list(task.channel_slots)
 
 
 @dataclass

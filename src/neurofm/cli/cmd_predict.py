@@ -34,8 +34,7 @@ def predict(
     if predictor.task.name != task:
         raise NeuroFMError(model, f"model was trained for {predictor.task.name}, not {task}")
     cases = case_dirs(input)
-    suffix = ".nii.gz" if predictor.task.kind == "segmentation" else ".txt"
-    outputs = [output / f"{c.name}{suffix}" for c in cases]
+    outputs = [output / f"{c.name}{predictor.task.prediction_suffix}" for c in cases]
     with folder_lock(output, "neurofm predict"), disk_full_guard(output):
         refuse_existing_outputs(outputs, overwrite)
         with remove_on_failure(outputs):  # a failed or interrupted run adds nothing

@@ -40,7 +40,6 @@ from neurofm.models import (
     get_preset,
     load_encoder_weights,
 )
-from neurofm.predict import channel_slots
 from neurofm.runconfig import FinetuneRunConfig, TargetScale, preprocess_from_dict
 from neurofm.runfiles import (
     WEIGHTS,
@@ -225,7 +224,7 @@ def finetune(
         load_encoder_weights(
             model,
             pretrained,
-            dst_channels=channel_slots(task),
+            dst_channels=list(task.channel_slots),
             include_decoder=cfg.dense,
             source=Path(s.init) / WEIGHTS,
         )
@@ -271,7 +270,7 @@ def finetune(
     run = FinetuneRunConfig(
         task=s.task,
         model=cfg,
-        input_sequences=channel_slots(task),
+        input_sequences=list(task.channel_slots),
         preprocess=preprocess_from_dict(prepared.params),
         input_size=(s.input_size,) * 3,
         patch_size=(s.patch_size,) * 3,
