@@ -32,6 +32,10 @@ from neurofm.models import TaskModel, build_task_model
 from neurofm.predict import Predictor, case_inputs
 
 
+class EmptyRegion(NeuroFMError):
+    """A segmentation case whose predicted region is empty: a warning, not a failure."""
+
+
 @dataclass
 class ModelInput:
     """One case as the model sees it, and how to return a map to the file's grid."""
@@ -94,10 +98,10 @@ def target(predictor: Predictor, model: TaskModel, inp: ModelInput) -> Target:
     if kind == "regression":
         return Target(lambda x: model(x).reshape(-1), lambda x: model(x).reshape(-1))
     threshold = predictor.config.threshold
-    with torch.no_grad():
-        region = (torch.sigmoid(model(inp.x)) >= threshold).float()
+    with torch.no_grad():  # the trained model's region, also for a randomised twin
+        region = (torch.sigmoid(predictor.model.eval()(inp.x)) >= threshold).float()
     if not region.any():
-        raise NeuroFMError(
+        raise EmptyRegion(
             inp.case,
             "the model predicts no tumour voxel (empty region): there is nothing to explain",
         )
