@@ -59,3 +59,21 @@ def test_pretrain_settings_refuse_bad_values() -> None:
         PretrainSettings(patch_size=16)
     assert PretrainSettings(patch_size=48).patch_size == 48
     assert FinetuneSettings(steps=0, shots=4).steps == 0  # zero steps: keep what was loaded
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lr": -1.0}, "lr must be positive"),
+        ({"grad_clip": 0.0}, "grad_clip must be positive"),
+        ({"monitor_mode": "best"}, "monitor_mode must be min or max"),
+        ({"eval_every": 5}, "eval_every needs a monitor"),
+        ({"steps": float("nan")}, "steps must be at least 0"),
+    ],
+)
+def test_loop_config_refuses_bad_values(change: dict, message: str) -> None:
+    from neurofm.train.loop import LoopConfig
+
+    with pytest.raises(NeuroFMError, match=message):
+        LoopConfig(**change)
+    assert LoopConfig(eval_every=5, monitor="val_loss").eval_every == 5

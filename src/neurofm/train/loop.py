@@ -23,10 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from neurofm.errors import NeuroFMError
 from neurofm.runfiles import load_weights
 from neurofm.train.checkpoint import clean_stale_temporaries, load_train_state, save_checkpoint
 from neurofm.train.distributed import DistInfo, all_reduce_mean, barrier
 from neurofm.train.runlog import RunLog
+from neurofm.train.settings import require_at_least, require_positive
 
 Batch = dict[str, Any]
 StepFn = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, Mapping[str, Any]]]
@@ -51,6 +53,18 @@ class LoopConfig:
     lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> factor
     amp: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "checkpoint_every", "log_every"):
+            require_positive(name, getattr(self, name))
+        for name in ("steps", "weight_decay", "warmup_steps", "eval_every", "patience"):
+            require_at_least(name, getattr(self, name), 0)
+        if self.grad_clip is not None:
+            require_positive("grad_clip", self.grad_clip)
+        if self.monitor_mode not in ("min", "max"):
+            raise NeuroFMError(None, f"monitor_mode must be min or max (got {self.monitor_mode!r})")
+        if self.eval_every and not self.monitor:
+            raise NeuroFMError(None, "eval_every needs a monitor: the metric early stopping reads")
 
 
 @dataclass

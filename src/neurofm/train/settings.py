@@ -25,12 +25,14 @@ def _choice(option: str, value: Any, known: tuple[Any, ...] | list[str]) -> None
         raise NeuroFMError(None, f"unknown {option} {value!r} (known: {', '.join(known)})")
 
 
-def _at_least(option: str, value: float, low: float) -> None:
+def require_at_least(option: str, value: float, low: float) -> None:
+    """One-line error naming the option unless ``value >= low`` (NaN fails too)."""
     if not value >= low:
         raise NeuroFMError(None, f"{option} must be at least {low:g} (got {value:g})")
 
 
-def _positive(option: str, value: float) -> None:
+def require_positive(option: str, value: float) -> None:
+    """One-line error naming the option unless ``value > 0`` (NaN fails too)."""
     if not value > 0:
         raise NeuroFMError(None, f"{option} must be positive (got {value:g})")
 
@@ -70,12 +72,12 @@ class PretrainSettings:
                               ("--lr", self.lr), ("--probe-size", self.probe_size),
                               ("checkpoint_every", self.checkpoint_every),
                               ("log_every", self.log_every)):  # fmt: skip
-            _positive(option, value)
+            require_positive(option, value)
         for option, value in (("--steps", self.steps), ("--workers", self.workers),
                               ("--probe-every", self.probe_every),
                               ("weight_decay", self.weight_decay),
                               ("warmup_steps", self.warmup_steps)):  # fmt: skip
-            _at_least(option, value, 0)
+            require_at_least(option, value, 0)
 
 
 @dataclass
@@ -117,7 +119,7 @@ class FinetuneSettings:
         _choice("pool", self.pool, get_args(PoolKind))
         _choice("preset", self.preset, list(MODEL_PRESETS))
         if self.shots is not None:
-            _positive("--shots", self.shots)
+            require_positive("--shots", self.shots)
         if not 0.0 < self.val_fraction < 1.0:
             raise NeuroFMError(None, f"val_fraction must be in (0, 1) (got {self.val_fraction:g})")
         for option, value in (("--batch-size", self.batch_size),
@@ -125,11 +127,11 @@ class FinetuneSettings:
                               ("--lr", self.lr), ("--eval-every", self.eval_every),
                               ("adapter_rank", self.adapter_rank),
                               ("log_every", self.log_every)):  # fmt: skip
-            _positive(option, value)
+            require_positive(option, value)
         for option, value in (("--steps", self.steps),
                               ("--encoder-lr-scale", self.encoder_lr_scale),
                               ("--patience", self.patience), ("--workers", self.workers),
                               ("probe_augmented", self.probe_augmented),
                               ("weight_decay", self.weight_decay),
                               ("warmup_steps", self.warmup_steps)):  # fmt: skip
-            _at_least(option, value, 0)
+            require_at_least(option, value, 0)
