@@ -1,4 +1,4 @@
-"""The demo's terminal table: gain signs follow the metric's direction, checked by hand."""
+"""The demo's settings and terminal table: recipe overrides, gain signs checked by hand."""
 
 from __future__ import annotations
 
@@ -6,64 +6,63 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from neurofm.demo import SCRATCH, DemoSettings, comparison_table
-from neurofm.results import summarise
+from neurofm.demo import SCRATCH, DemoSettings, demo_table
+from neurofm.study.analysis import compare, comparison_family, domain_of, estimates
+from neurofm.study.recipe import load_recipe
 
 
 def _brain_age_rows(offset: float) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
-    for site in ("sitea", "siteb"):
+    for site in ("source", "sitea", "siteb"):
         for i in range(30):
             age = float(rng.uniform(20, 80))
             err = float(rng.normal(0, 3))
-            for model, pred in (
-                ("contrastive-pretrained", age + err),
-                (SCRATCH, age + err + offset),
-            ):
+            for arm, pred in (("pretrained", age + err), (SCRATCH, age + err + offset)):
                 case = f"{site}_{i}"
                 for metric, value in (("age", age), ("pred", pred), ("abs_error", abs(pred - age))):
-                    rows.append(("brain_age", site, case, model, metric, value))
-    return pd.DataFrame(rows, columns=["task", "site", "case", "model", "metric", "value"])
+                    rows.append((0, arm, "brain_age", site, case, metric, value))
+    out = pd.DataFrame(rows, columns=["seed", "arm", "task", "site", "case", "metric", "value"])
+    out["domain"] = domain_of(out, {"brain_age": {"source"}})
+    return out
 
 
-def test_lower_mae_is_a_positive_separated_gain() -> None:
+def _text(rows: pd.DataFrame) -> list[str]:
+    est = estimates(rows, ["pretrained", SCRATCH], 200, 0)
+    pairs = comparison_family(["brain_age"], ["pretrained", SCRATCH], [], [], rows)
+    comp = compare(rows, pairs, 200, 0)
+    console = Console(width=220, record=True)
+    console.print(demo_table(est, comp, ["pretrained", SCRATCH], "caption"))
+    return [line for line in console.export_text().splitlines() if "brain_age" in line]
+
+
+def test_lower_mae_is_a_positive_gain_on_target_sites_only() -> None:
     rows = _brain_age_rows(offset=10.0)  # scratch 10 years further off on every case
-    summary = summarise(rows, n_boot=200, seed=0)
-    table = comparison_table(rows, summary, "contrastive-pretrained", 200, 0)
-    console = Console(width=200, record=True)
-    console.print(table)
-    text = console.export_text()
-    lines = [line for line in text.splitlines() if "brain_age" in line]
-    assert len(lines) == 3  # all, sitea, siteb
-    pooled = rows[rows.metric == "abs_error"].pivot_table(
-        index="case", columns="model", values="value"
+    lines = _text(rows)
+    assert len(lines) == 2  # one row per arm
+    scratch_line = next(line for line in lines if f"│ {SCRATCH}" in line)
+    ood = rows[(rows.metric == "abs_error") & (rows.site != "source")].pivot_table(
+        index=["site", "case"], columns="arm", values="value"
     )
-    expected = (pooled[SCRATCH] - pooled["contrastive-pretrained"]).mean()
-    assert f"+{expected:.3f}" in lines[0] and "│ yes" in lines[0]
+    expected = (ood[SCRATCH] - ood["pretrained"]).mean()
+    assert f"+{expected:.3f}" in scratch_line
 
 
-def test_no_difference_is_not_separated() -> None:
-    rows = _brain_age_rows(offset=0.0)
-    summary = summarise(rows, n_boot=200, seed=0)
-    console = Console(width=200, record=True)
-    console.print(comparison_table(rows, summary, "contrastive-pretrained", 200, 0))
-    lines = [line for line in console.export_text().splitlines() if "brain_age" in line]
-    assert lines and all("│ no " in line for line in lines)
+def test_no_difference_is_not_significant() -> None:
+    lines = _text(_brain_age_rows(offset=0.0))
+    scratch_line = next(line for line in lines if f"│ {SCRATCH}" in line)
+    assert "+0.000" in scratch_line and "p_holm 1" in scratch_line
 
 
-def test_caption_names_each_tasks_pretraining() -> None:
-    s = DemoSettings()
-    assert [s.objective_for(t) for t in ("infarct", "meningioma", "brain_age")] == [
-        "mae", "mae", "contrastive"
-    ]  # fmt: skip
-    linear = DemoSettings(infarct_head="linear")
-    assert linear.objective_for("infarct") == "contrastive" and not linear.has_decoder("infarct")
-    assert s.pretrain_settings("mae").batch_size == s.reconstruction_batch
-    assert s.pretrain_settings("contrastive").batch_size == s.pretrain_batch
-    rows = _brain_age_rows(offset=0.0)
-    console = Console(width=200, record=True)
-    table = comparison_table(rows, summarise(rows, n_boot=50, seed=0), "contrastive-pretrained",
-                             50, 0, s.describe_pretrained())  # fmt: skip
-    console.print(table)
-    assert "mae (infarct, meningioma); contrastive (brain_age)" in console.export_text()
+def test_demo_overrides_apply_to_the_study_recipe() -> None:
+    base = load_recipe()
+    assert DemoSettings().recipe() == base
+    linear = DemoSettings(infarct_head="linear", objective="mae", finetune_steps=7).recipe()
+    # a linear infarct head reads a pooled embedding, so --objective (not the decoder one) sets it
+    assert linear.task("infarct").head == "linear"
+    assert linear.task("infarct").objective == "mae"
+    assert linear.task("brain_age").objective == "mae"
+    assert linear.task("meningioma").objective == base.task("meningioma").objective
+    assert linear.finetune_steps == 7 and linear.hash != base.hash
+    caption = DemoSettings().describe_pretrained(base)
+    assert caption == "mae (infarct, meningioma); contrastive (brain_age)"

@@ -1,0 +1,207 @@
+"""The study recipe: one TOML file holding every choice, hashed and frozen before confirmation.
+
+A recipe fixes the benchmark, the pretraining runs, the finetuning recipe, which pretraining
+run and head each task's pretrained arm uses, and the split of seeds into *development* seeds
+(look at them to choose) and *confirmation* seeds (never used for a choice). The hash is the
+SHA-256 of the parsed recipe in canonical JSON, so comments and layout do not change it, any
+value does. The built-in recipe ships with the package (``recipes/fomo25-demo.toml``); the demo
+reads the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args
+
+from neurofm.errors import NeuroFMError
+from neurofm.models import HeadKind
+from neurofm.synth import SHIFTS
+from neurofm.tasks import TASKS
+
+OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
+"""Pretraining objectives a recipe or an arm may name."""
+DEFAULT_RECIPE = "fomo25-demo"
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    """Which pretraining run a task's pretrained arm starts from, and its head."""
+
+    objective: str = "mae"
+    head: HeadKind = "linear"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every choice of a study; see ``recipes/fomo25-demo.toml`` for what each field means."""
+
+    name: str
+    development: tuple[int, ...]
+    confirmation: tuple[int, ...]
+    preset: str = "demo"
+    spacing: float = 4.0
+    shift: str = "matched"
+    backbone: str = "tiny"
+    pretrain_steps: int = 300
+    contrastive_batch: int = 24
+    reconstruction_batch: int = 8
+    finetune_steps: int = 300
+    segmentation_steps: int = 600
+    lr: float = 3e-3
+    pretrained_encoder_lr_scale: float = 0.1
+    patience: int = 5
+    tasks: dict[str, TaskRecipe] = field(default_factory=dict)
+    n_boot: int = 1000
+    source: str = ""
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the recipe's values in canonical JSON."""
+        values = {k: v for k, v in asdict(self).items() if k != "source"}
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def task(self, name: str) -> TaskRecipe:
+        if name not in self.tasks:
+            raise NeuroFMError(self.source or "recipe", f"no [tasks.{name}] section")
+        return self.tasks[name]
+
+
+_SECTIONS: dict[str, dict[str, str]] = {
+    "seeds": {"development": "development", "confirmation": "confirmation"},
+    "benchmark": {"preset": "preset", "spacing": "spacing", "shift": "shift"},
+    "pretrain": {
+        "backbone": "backbone",
+        "steps": "pretrain_steps",
+        "contrastive_batch": "contrastive_batch",
+        "reconstruction_batch": "reconstruction_batch",
+    },
+    "finetune": {
+        "steps": "finetune_steps",
+        "segmentation_steps": "segmentation_steps",
+        "lr": "lr",
+        "pretrained_encoder_lr_scale": "pretrained_encoder_lr_scale",
+        "patience": "patience",
+    },
+    "evaluation": {"n_boot": "n_boot"},
+}
+
+
+def _typed(where: str, key: str, value: Any, like: Any) -> Any:
+    """``value`` checked against the type of the default ``like`` (ints allowed for floats)."""
+    if isinstance(like, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(like, bool)
+    elif isinstance(like, float):
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value
+    elif isinstance(like, tuple):
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, type(like))
+    if not ok:
+        raise NeuroFMError(where, f"{key} must be {type(like).__name__}, got {value!r}")
+    return value
+
+
+def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
+    """Validate a parsed recipe (unknown sections or keys, types, seeds, objectives, heads)."""
+    defaults = Recipe(name="", development=(0,), confirmation=(1,))
+    values: dict[str, Any] = {"source": where}
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise NeuroFMError(where, "name must be a non-empty string")
+    values["name"] = name
+    unknown = set(data) - {"name", "tasks", *_SECTIONS}
+    if unknown:
+        raise NeuroFMError(where, f"unknown section(s) {sorted(unknown)}")
+    for section, keys in _SECTIONS.items():
+        body = data.get(section, {})
+        if not isinstance(body, dict):
+            raise NeuroFMError(where, f"[{section}] must be a table")
+        extra = set(body) - set(keys)
+        if extra:
+            raise NeuroFMError(where, f"[{section}] has unknown key(s) {sorted(extra)}")
+        for key, attr in keys.items():
+            if key in body:
+                values[attr] = _typed(where, f"{section}.{key}", body[key], getattr(defaults, attr))
+            elif section == "seeds":
+                raise NeuroFMError(where, f"[seeds] needs {key}")
+    values["tasks"] = _parse_tasks(data.get("tasks", {}), where)
+    recipe = Recipe(**values)
+    _check(recipe, where)
+    return recipe
+
+
+def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
+    if not isinstance(body, dict) or not body:
+        raise NeuroFMError(where, "[tasks.<name>] sections are required")
+    out: dict[str, TaskRecipe] = {}
+    for task, spec in body.items():
+        if task not in TASKS:
+            raise NeuroFMError(where, f"unknown task [tasks.{task}] (known: {', '.join(TASKS)})")
+        if not isinstance(spec, dict) or set(spec) - {"objective", "head"}:
+            raise NeuroFMError(where, f"[tasks.{task}] takes objective and head only")
+        objective = spec.get("objective", "mae")
+        head = spec.get("head", "linear")
+        if objective not in OBJECTIVES:
+            raise NeuroFMError(
+                where, f"tasks.{task}.objective {objective!r} unknown (known: {OBJECTIVES})"
+            )
+        if head not in get_args(HeadKind):
+            raise NeuroFMError(
+                where, f"tasks.{task}.head {head!r} unknown (known: {get_args(HeadKind)})"
+            )
+        out[task] = TaskRecipe(objective=objective, head=head)
+    return out
+
+
+def _check(r: Recipe, where: str) -> None:
+    overlap = sorted(set(r.development) & set(r.confirmation))
+    if overlap:
+        raise NeuroFMError(where, f"development and confirmation seeds overlap: {overlap}")
+    if not r.development or not r.confirmation:
+        raise NeuroFMError(where, "need at least one development and one confirmation seed")
+    if len(set(r.confirmation)) != len(r.confirmation):
+        raise NeuroFMError(where, "confirmation seeds repeat")
+    if r.shift not in SHIFTS:
+        raise NeuroFMError(where, f"benchmark.shift must be one of {SHIFTS}, got {r.shift!r}")
+    positive = {
+        "pretrain.steps": r.pretrain_steps,
+        "finetune.steps": r.finetune_steps,
+        "finetune.segmentation_steps": r.segmentation_steps,
+        "pretrain.contrastive_batch": r.contrastive_batch,
+        "pretrain.reconstruction_batch": r.reconstruction_batch,
+        "evaluation.n_boot": r.n_boot,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise NeuroFMError(where, f"{key} must be >= 1, got {value}")
+    if r.spacing <= 0 or r.lr <= 0:
+        raise NeuroFMError(where, "benchmark.spacing and finetune.lr must be > 0")
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Read a recipe file (the built-in one when ``path`` is None or its name)."""
+    if path is None or str(path) == DEFAULT_RECIPE:
+        ref = resources.files("neurofm.study") / "recipes" / f"{DEFAULT_RECIPE}.toml"
+        text, where = ref.read_text(), f"{DEFAULT_RECIPE}.toml (built in)"
+    else:
+        p = Path(path)
+        where = str(p)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise NeuroFMError(p, f"cannot read recipe: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise NeuroFMError(where, f"not valid TOML: {e}") from None
+    return parse_recipe(data, where)

@@ -1,0 +1,221 @@
+"""neurofm study: recipe freeze, seed split, grid, out-of-domain pooling, findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from neurofm.errors import NeuroFMError
+from neurofm.study.analysis import (
+    IN_DOMAIN,
+    OUT_OF_DOMAIN,
+    Pair,
+    compare,
+    comparison_family,
+    domain_of,
+    estimates,
+    findings,
+)
+from neurofm.study.grid import make_grid
+from neurofm.study.recipe import load_recipe, parse_recipe
+from neurofm.study.study import CONFIRMATION, DEVELOPMENT, check_folder, check_shots, choose_seeds
+
+TINY = """
+name = "tiny-test"
+[seeds]
+development = [0, 1]
+confirmation = [7, 8]
+[benchmark]
+preset = "tiny"
+spacing = 8.0
+[pretrain]
+steps = 4
+contrastive_batch = 4
+reconstruction_batch = 2
+[finetune]
+steps = 4
+segmentation_steps = 4
+patience = 2
+[tasks.infarct]
+objective = "mae"
+head = "mil"
+[tasks.meningioma]
+objective = "mae"
+[tasks.brain_age]
+objective = "contrastive"
+[evaluation]
+n_boot = 200
+"""
+
+
+def _recipe(tmp_path: Path, text: str = TINY, name: str = "r.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path) -> None:
+    builtin = load_recipe()
+    assert set(builtin.development).isdisjoint(builtin.confirmation)
+    assert builtin.task("brain_age").objective == "contrastive"
+    a = load_recipe(_recipe(tmp_path))
+    b = load_recipe(_recipe(tmp_path, "# a comment\n" + TINY, "b.toml"))
+    c = load_recipe(_recipe(tmp_path, TINY.replace("n_boot = 200", "n_boot = 201"), "c.toml"))
+    assert a.hash == b.hash
+    assert a.hash != c.hash
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("confirmation = [7, 8]", "confirmation = [1, 8]"), "overlap"),
+        (("[evaluation]", "[evaluation]\nfoo = 1"), "unknown key"),
+        (('objective = "contrastive"', 'objective = "jigsaw"'), "objective"),
+        (('head = "mil"', 'head = "gigantic"'), "head"),
+        (("steps = 4\ncontrastive", 'steps = "four"\ncontrastive'), "must be int"),
+        (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),
+    ],
+)
+def test_bad_recipes_are_one_line_errors(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(NeuroFMError, match=message):
+        load_recipe(_recipe(tmp_path, TINY.replace(*edit)))
+
+
+def test_seed_split_is_enforced() -> None:
+    r = parse_recipe(
+        {"name": "x", "seeds": {"development": [0], "confirmation": [5, 6]},
+         "tasks": {"infarct": {}}}, "x.toml",
+    )  # fmt: skip
+    assert choose_seeds(r, None, confirm=False) == (0,)
+    assert choose_seeds(r, None, confirm=True) == (5, 6)
+    assert choose_seeds(r, [3], confirm=False) == (3,)
+    with pytest.raises(NeuroFMError, match="confirmation seeds"):
+        choose_seeds(r, [5], confirm=False)
+    with pytest.raises(NeuroFMError, match="confirmation seeds only"):
+        choose_seeds(r, [0], confirm=True)
+
+
+def test_recipe_is_frozen_once_confirmation_results_exist(tmp_path: Path) -> None:
+    r1 = load_recipe(_recipe(tmp_path))
+    r2 = load_recipe(_recipe(tmp_path, TINY.replace("n_boot = 200", "n_boot = 300"), "r2.toml"))
+    out = tmp_path / "study"
+    assert check_folder(out, r1, CONFIRMATION) is None
+    out.mkdir()
+    state = {"recipe_hash": r1.hash, "phase": CONFIRMATION, "confirmation_first_written": None}
+    (out / "study.json").write_text(json.dumps(state))
+    assert check_folder(out, r1, CONFIRMATION) is not None
+    with pytest.raises(NeuroFMError, match="written by recipe"):
+        check_folder(out, r2, CONFIRMATION)
+    state["confirmation_first_written"] = "2026-11-30T00:00:00"
+    (out / "study.json").write_text(json.dumps(state))
+    with pytest.raises(NeuroFMError, match="frozen once confirmed"):
+        check_folder(out, r2, CONFIRMATION)
+    with pytest.raises(NeuroFMError, match="holds confirmation results"):
+        check_folder(out, r1, DEVELOPMENT)
+    other = tmp_path / "not_a_study"
+    other.mkdir()
+    (other / "x.txt").write_text("mine")
+    with pytest.raises(NeuroFMError, match="not a study folder"):
+        check_folder(other, r1, DEVELOPMENT)
+
+
+def test_grid_validation_and_shared_runs(tmp_path: Path) -> None:
+    r = load_recipe(_recipe(tmp_path))
+    with pytest.raises(NeuroFMError, match="unknown arm"):
+        make_grid(["scratch", "bert"], ["tiny"], ["all"], ["infarct"], r)
+    with pytest.raises(NeuroFMError, match="preset"):
+        make_grid(["scratch"], ["huge"], ["all"], ["infarct"], r)
+    with pytest.raises(NeuroFMError, match="unknown task"):
+        make_grid(["scratch"], ["tiny"], ["all"], ["flu"], r)
+    with pytest.raises(NeuroFMError, match="at least 4"):
+        make_grid(["scratch"], ["tiny"], ["2"], ["infarct"], r)
+    grid = make_grid(["pretrained", "mae", "scratch"], ["tiny"], ["all", "5"], ["infarct"], r)
+    units = grid.units(r)
+    by_label = {(u.label, u.shots): u.run_name for u in units}
+    # the recipe pretrains infarct with MAE: "pretrained" and "mae" are one run, scratch another
+    assert by_label[("pretrained", None)] == by_label[("mae", None)]
+    assert by_label[("pretrained", None)] != by_label[("scratch", None)]
+    assert {u.label for u in units if u.shots == 5} == {"pretrained/n5", "mae/n5", "scratch/n5"}
+    assert grid.pretraining_runs(r) == [("mae", "tiny")]
+    big = make_grid(["pretrained"], ["tiny", "small"], ["all"], ["infarct"], r)
+    assert [u.label for u in big.units(r)] == ["pretrained", "pretrained@small"]
+    # a shot count above the training split is refused before anything runs (tiny: 4 cases)
+    with pytest.raises(NeuroFMError, match="training cases"):
+        check_shots(make_grid(["scratch"], ["tiny"], ["5"], ["infarct"], r), r, None)
+
+
+def _rows(rng: np.random.Generator, n_seeds: int = 3) -> pd.DataFrame:
+    """Infarct rows: target-site cases separable for 'good', random for 'bad'; the source split
+    is made perfectly separable for 'bad' so it would change any figure that pooled it."""
+    out = []
+    for seed in range(n_seeds):
+        for site, n in (("source", 10), ("sitea", 20), ("siteb", 20)):
+            labels = rng.integers(0, 2, n)
+            labels[:2] = (0, 1)
+            for arm in ("good", "bad"):
+                if arm == "good":
+                    prob = 0.3 + 0.4 * labels + rng.normal(0, 0.15, n)
+                elif site == "source":
+                    prob = labels.astype(float)
+                else:
+                    prob = rng.random(n)
+                for i in range(n):
+                    case = f"{site}_{i}"
+                    out.append((seed, arm, "infarct", site, case, "label", float(labels[i])))
+                    p = float(np.clip(prob[i], 0, 1))
+                    out.append((seed, arm, "infarct", site, case, "prob", p))
+    rows = pd.DataFrame(out, columns=["seed", "arm", "task", "site", "case", "metric", "value"])
+    rows["domain"] = domain_of(rows, {"infarct": {"source"}})
+    return rows
+
+
+def test_out_of_domain_pools_target_sites_only() -> None:
+    rows = _rows(np.random.default_rng(0))
+    assert set(rows[rows.domain == IN_DOMAIN].site) == {"source"}
+    est = estimates(rows, ["good", "bad"], n_boot=300, seed=0)
+    bad_ood = est[(est.arm == "bad") & (est.domain == OUT_OF_DOMAIN)].iloc[0]
+    bad_in = est[(est.arm == "bad") & (est.domain == IN_DOMAIN)].iloc[0]
+    assert bad_in.value == pytest.approx(1.0)
+    # independent: AUROC per seed on the target sites only, with scikit-learn, then the mean
+    per_seed = []
+    for _, part in rows[(rows.arm == "bad") & (rows.site != "source")].groupby("seed"):
+        wide = part.pivot_table(index=["site", "case"], columns="metric", values="value")
+        per_seed.append(roc_auc_score(wide["label"], wide["prob"]))
+    assert bad_ood.value == pytest.approx(np.mean(per_seed))
+    assert bad_ood.ci_low <= bad_ood.value <= bad_ood.ci_high
+    assert bad_ood.n_seeds == 3
+
+
+def test_comparisons_holm_and_findings_sentences() -> None:
+    rows = _rows(np.random.default_rng(1)).replace(
+        {"arm": {"good": "pretrained", "bad": "scratch"}}
+    )
+    pairs = comparison_family(["infarct"], ["pretrained", "scratch"], [], [], rows)
+    assert [(p.a, p.b, p.domain) for p in pairs] == [
+        ("pretrained", "scratch", OUT_OF_DOMAIN),
+        ("pretrained", "scratch", IN_DOMAIN),
+    ]
+    comp = compare(rows, pairs, n_boot=500, seed=0)
+    ood = comp[comp.domain == OUT_OF_DOMAIN].iloc[0]
+    assert ood.effect > 0.2 and ood.ci_low > 0
+    assert ood.p_holm == pytest.approx(min(1.0, 2 * ood.p))  # two tests in the family
+    assert ood.seeds_favouring_a == 3
+    found = findings(comp, ["infarct"])
+    text = found[found.finding.str.startswith("a")].text.iloc[0]
+    assert text.startswith("pretrained vs scratch out of domain: better")
+    assert "3 seeds" in text
+    assert "not run" in found[found.finding.str.startswith("c")].text.iloc[0]
+
+
+def test_arms_scored_on_different_cases_are_refused() -> None:
+    rows = _rows(np.random.default_rng(2))
+    rows = rows[~((rows.arm == "bad") & (rows.case == "sitea_3"))]
+    with pytest.raises(NeuroFMError, match="same seeds and cases"):
+        compare(rows, [Pair("infarct", OUT_OF_DOMAIN, "good", "bad", "ssl")], 50, 0)
