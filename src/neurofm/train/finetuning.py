@@ -117,7 +117,6 @@ def _loss_fn(task: TaskSpec, pos_weight: float) -> nn.Module:
     return nn.SmoothL1Loss()
 
 
-@torch.no_grad()
 def validation_outputs(
     model: TaskModel, run: FinetuneRunConfig, data: PreparedDataset, ids: list[str]
 ) -> list[float | np.ndarray]:
