@@ -14,7 +14,6 @@ import torch
 from neurofm.cli import main
 from neurofm.data.preprocess import PreprocessParams
 from neurofm.models import TaskModelConfig, build_task_model, get_preset
-from neurofm.predict import channel_slots
 from neurofm.runconfig import FinetuneRunConfig
 from neurofm.runfiles import write_model_files
 from neurofm.tasks import get_task
@@ -25,7 +24,7 @@ torch.set_num_threads(1)
 def make_run(folder: Path, task: str, head: str = "linear", bias: float = 0.0) -> Path:
     """A finetuned run with random weights (explaining needs no training)."""
     spec = get_task(task)
-    slots = channel_slots(spec)
+    slots = list(spec.channel_slots)
     cfg = TaskModelConfig(get_preset("tiny", in_channels=len(slots)), kind=spec.kind, head=head)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_task_model(cfg)

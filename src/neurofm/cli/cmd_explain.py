@@ -64,3 +64,51 @@ def explain(
         progress=lambda cases: track(cases, description="explaining"),
     )
     typer.echo(f"maps written to {done}")
+
+
+@app.command("explain-table")
+def explain_table(
+    model: list[str] = typer.Option(..., help="ARM=RUN, repeatable (e.g. pretrained=runs/a)"),
+    data: Path = typer.Option(..., help="a task folder of the benchmark, e.g. raw/infarct"),
+    splits: str = typer.Option("test_sitea,test_siteb", help="comma-separated split names"),
+    cases: int = typer.Option(16, help="lesion cases per split"),
+    method: str = typer.Option(
+        "gradcam,gradcam++,xgradcam,hirescam,layercam,smoothgrad,integrated_gradients",
+        help="comma-separated methods",
+    ),
+    animate: int = typer.Option(2, help="cases shown as CAManim and pictures (first arm)"),
+    samples: int = typer.Option(8, help="SmoothGrad samples / Integrated Gradients steps"),
+    out: Path = typer.Option(..., help="new (or empty) output folder"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Localisation and sanity table (ROAD, pointing game, energy in lesion, randomisation
+    correlation, case-bootstrap CIs) on cases whose lesion is known, plus an HTML page."""
+    import shlex
+    import sys
+
+    from neurofm.explain.table import lesion_cases, markdown, write_table
+    from neurofm.predict import load_predictor
+
+    arms = {}
+    for spec in model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise NeuroFMError("--model", f"expected ARM=RUN, got {spec!r}")
+        arms[name] = load_predictor(Path(path), device)
+    tasks = {p.task.name for p in arms.values()}
+    if len(tasks) != 1:
+        raise NeuroFMError("--model", f"arms are for different tasks {sorted(tasks)}")
+    chosen = lesion_cases([data / s for s in _split(splits)], tasks.pop(), cases)
+    rows = write_table(
+        arms,
+        chosen,
+        _split(method),
+        out,
+        command="neurofm " + shlex.join(sys.argv[1:]),
+        animate=animate,
+        samples=samples,
+        warn=_warn,
+        progress=lambda jobs: track(jobs, description="scoring maps"),
+    )
+    typer.echo(markdown(rows))
+    typer.echo(f"table and page written to {out}")

@@ -31,6 +31,8 @@ from neurofm.inference import fit_to_shape, pad_to_at_least
 from neurofm.models import TaskModel, build_task_model
 from neurofm.predict import Predictor, case_inputs
 
+RANDOMISATION_SEED_OFFSET = 1_000_003
+
 
 class EmptyRegion(NeuroFMError):
     """A segmentation case whose predicted region is empty: a warning, not a failure."""
@@ -122,8 +124,11 @@ def to_file_grid(cam: np.ndarray, inp: ModelInput) -> tuple[np.ndarray, np.ndarr
 
 
 def randomised_model(predictor: Predictor, seed: int = 0) -> TaskModel:
-    """The same architecture with freshly initialised weights (model-randomisation sanity)."""
-    torch.manual_seed(seed)
+    """The same architecture with freshly initialised weights (model-randomisation sanity).
+
+    The seed is offset so that it never reproduces a training run's initial weights (runs seed
+    their initialisation with small integers)."""
+    torch.manual_seed(RANDOMISATION_SEED_OFFSET + seed)
     model = build_task_model(predictor.config.model)
     return model.to(predictor.device).eval()
 

@@ -14,13 +14,17 @@ an arm share one resampling of its cases, so they are compared on the same case 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
+from neurofm.errors import NeuroFMError
+from neurofm.explain.cams import check_methods
 from neurofm.explain.case import (
     EmptyRegion,
     explain_case,
@@ -31,10 +35,14 @@ from neurofm.explain.case import (
     road_case,
     to_file_grid,
 )
+from neurofm.explain.figures import camanim, montage
 from neurofm.explain.localisation import energy_in_lesion, pointing_game, rank_correlation
+from neurofm.explain.page import write_page
 from neurofm.explain.road import DEFAULT_FRACTIONS
+from neurofm.explain.run import fresh_output, publish, write_rows
 from neurofm.predict import Predictor
 from neurofm.stats.bootstrap import bootstrap_ci, bootstrap_indices
+from neurofm.train.runs import case_dirs
 
 COLUMNS = ("road", "pointing_game", "energy_in_lesion", "randomisation_corr")
 
@@ -145,3 +153,112 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         cells += [f"{r[c]:.3f} [{r[c + '_low']:.3f}, {r[c + '_high']:.3f}]" for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def lesion_cases(split_dirs: Sequence[Path], task: str, per_split: int) -> list[Path]:
+    """The first ``per_split`` cases (by name) of each split that have a non-empty lesion mask."""
+    chosen: list[Path] = []
+    for split in split_dirs:
+        found = 0
+        for case_dir in case_dirs(split):
+            path = lesion_mask(case_dir, task)
+            if found >= per_split or path is None:
+                continue
+            img = nib.load(str(path))
+            assert isinstance(img, nib.Nifti1Image | nib.Nifti2Image)
+            if np.asarray(img.dataobj).any():
+                chosen.append(case_dir)
+                found += 1
+    if not chosen:
+        raise NeuroFMError(", ".join(map(str, split_dirs)), "no case with a lesion mask")
+    return chosen
+
+
+def animate_case(
+    predictor: Predictor, case_dir: Path, folder: Path, stem: str, method: str = "gradcam"
+) -> Path:
+    """CAManim of one case: ``method`` at every stage, per-layer ROAD beside it."""
+    inp = model_input(predictor, case_dir)
+    maps = explain_case(predictor, inp, [method], ["all"])
+    scores = [road_case(predictor, inp, a.cam).score for a in maps]
+    back = to_file_grid(inp.x[0, 0].cpu().numpy(), inp)[0]
+    path = lesion_mask(case_dir, predictor.task.name)
+    lesion = read_mask(path, back.shape) if path is not None else None
+    return camanim(
+        folder / f"{stem}.gif",
+        back,
+        [to_file_grid(a.cam, inp)[0] for a in maps],
+        [a.layer for a in maps],
+        scores,
+        f"{stem} {method}",
+        lesion,
+    )
+
+
+def picture_case(
+    predictor: Predictor,
+    case_dir: Path,
+    folder: Path,
+    stem: str,
+    methods: Sequence[str],
+    samples: int,
+) -> list[Path]:
+    """A montage of each method's map of one case, the lesion outlined."""
+    inp = model_input(predictor, case_dir)
+    back = to_file_grid(inp.x[0, 0].cpu().numpy(), inp)[0]
+    path = lesion_mask(case_dir, predictor.task.name)
+    lesion = read_mask(path, back.shape) if path is not None else None
+    out = []
+    for a in explain_case(predictor, inp, methods, samples=samples):
+        on_file = to_file_grid(a.cam, inp)[0]
+        out.append(
+            montage(folder / f"{stem}_{a.method}.png", back, on_file, f"{stem} {a.name}", lesion)
+        )
+    return out
+
+
+def write_table(
+    arms: Mapping[str, Predictor],
+    cases: Sequence[Path],
+    methods: Sequence[str],
+    out: Path,
+    *,
+    command: str,
+    animate: int = 2,
+    samples: int = 8,
+    n_boot: int = 1000,
+    seed: int = 0,
+    warn: Callable[[str], None] = print,
+    progress: Callable[[Sequence[tuple[str, Path]]], Iterable[tuple[str, Path]]] = iter,
+) -> list[dict[str, Any]]:
+    """Score, summarise and publish: table.csv/.md, cases.csv, CAManim GIFs, pictures and
+    index.html into a fresh ``out`` folder."""
+    methods = check_methods(methods)
+    tmp = fresh_output(out)
+    try:
+        scores = score_cases(
+            arms, cases, methods, samples=samples, seed=seed, warn=warn, progress=progress
+        )
+        if not scores:
+            raise NeuroFMError(out, "no case could be scored (see the warnings)")
+        rows = summarise(scores, n_boot, seed)
+        write_rows(tmp / "cases.csv", [asdict(s) for s in scores])
+        write_rows(tmp / "table.csv", rows)
+        (tmp / "table.md").write_text(markdown(rows))
+        first = next(iter(arms))
+        shown = list(dict.fromkeys(s.case for s in scores if s.arm == first))[:animate]
+        by_name = {c.name: c for c in cases}
+        animations, pictures = [], []
+        for name in shown:
+            gif = animate_case(arms[first], by_name[name], tmp, f"camanim_{first}_{name}")
+            animations.append({"src": gif.name, "caption": f"{first}: {name}, Grad-CAM"})
+            for png in picture_case(
+                arms[first], by_name[name], tmp, f"{first}_{name}", methods, samples
+            ):
+                pictures.append({"src": png.name, "caption": png.stem})
+        write_page(tmp / "index.html", out.name, command, rows, animations, pictures)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, out)
+    return rows
