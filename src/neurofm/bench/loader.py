@@ -80,6 +80,30 @@ class LoaderBenchSettings:
     augment: bool = False
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse settings the three pipelines cannot measure alike, saying what to change."""
+        spv, bs = self.samples_per_volume, self.batch_size
+        if bs % spv:
+            fits = sorted({d for d in range(1, spv + 1) if bs % d == 0})[-1]
+            up = math.ceil(bs / spv) * spv
+            raise NeuroFMError(
+                "--batch-size",
+                f"{bs} is not a multiple of --samples-per-volume {spv} (MONAI batches whole "
+                f"volume loads of {spv} patches, so its batches would not hold {bs}); use "
+                f"--batch-size {up} or --samples-per-volume {fits}",
+            )
+
+    @property
+    def batches_drawn(self) -> int:
+        """Batches each pipeline must deliver: warm-up, timed, and two spare."""
+        return self.warmup + self.batches + 2
+
+    @property
+    def volume_loads(self) -> int:
+        """Volume loads MONAI and TorchIO need for :attr:`batches_drawn` batches (cases are
+        cycled to reach it, so any number of cases works)."""
+        return self.batches_drawn * self.batch_size // self.samples_per_volume
+
 
 def synth_data(out: Path, preset: str = "full", cases: int = 4, seed: int = 0) -> Path:
     """A meningioma-train-only synthetic benchmark on ``preset``'s grid (reused if present)."""
@@ -116,6 +140,24 @@ def _pick_subset(data: Path) -> tuple[Path, Subset, list[str]]:
     return source, subset, common
 
 
+def _check_shapes(items: list[dict[str, Any]], patch: int) -> tuple[int, ...]:
+    """Every case must hold a whole patch (TorchIO's sampler cannot pad); returns the first
+    case's shape. Checked up front from the headers, before any pipeline starts."""
+    shapes = {}
+    for item in items:
+        img = nib.load(item["image"][0])
+        assert isinstance(img, nib.Nifti1Image | nib.Nifti2Image)  # prepare read it as NIfTI
+        shapes[item["image"][0]] = tuple(int(v) for v in img.shape)
+    path, small = min(shapes.items(), key=lambda kv: min(kv[1]))
+    if min(small) < patch:
+        raise NeuroFMError(
+            path,
+            f"volume {small} is smaller than the {patch}^3 patch (TorchIO's sampler cannot "
+            f"pad); use --patch {min(small)} or less",
+        )
+    return next(iter(shapes.values()))
+
+
 def _files(job: CaseJob, channels: list[str]) -> list[str]:
     out = []
     for c in channels:
@@ -150,16 +192,12 @@ def _throughput(
     }
 
 
-def _needed_volumes(s: LoaderBenchSettings) -> int:
-    return math.ceil((s.warmup + s.batches + 2) * s.batch_size / s.samples_per_volume) + 1
-
-
 def _neurofm(prepared: Path, channels: list[str], s: LoaderBenchSettings) -> Iterable[Any]:
     ds = PatchDataset(
         PreparedDataset(prepared),
         s.patch,
         channels=channels,
-        samples_per_epoch=(s.warmup + s.batches + 2) * s.batch_size,
+        samples_per_epoch=s.batches_drawn * s.batch_size,
         augment=AugmentConfig() if s.augment else None,
         seed=s.seed,
     )
@@ -184,10 +222,10 @@ def _monai(items: list[dict[str, Any]], s: LoaderBenchSettings) -> Iterable[Any]
             RandGaussianNoised("image", prob=0.15, std=0.1),
             RandBiasFieldd("image", prob=0.2, coeff_range=(0.0, 0.1)),
         ]
-    data = (items * _needed_volumes(s))[: _needed_volumes(s)]
+    n = s.volume_loads
     return MonaiLoader(
-        MonaiDataset(data, Compose(transforms)),
-        batch_size=max(1, s.batch_size // s.samples_per_volume),
+        MonaiDataset((items * n)[:n], Compose(transforms)),
+        batch_size=s.batch_size // s.samples_per_volume,
         shuffle=True,
         num_workers=s.workers,
     )
@@ -211,7 +249,7 @@ def _torchio(items: list[dict[str, Any]], s: LoaderBenchSettings) -> Iterable[An
                 tio.RandomBiasField(p=0.2, coefficients=0.1),
             ]
         )
-    n = _needed_volumes(s)
+    n = s.volume_loads
     queue = tio.Queue(
         tio.SubjectsDataset((subjects * n)[:n], transform=transform),
         max_length=max(2 * s.batch_size, 4 * s.samples_per_volume),
@@ -284,15 +322,7 @@ def run_loader_bench(
             items.append(item)
         if any("label" in i for i in items) and not all("label" in i for i in items):
             items = [{"image": i["image"]} for i in items]
-        first = nib.load(items[0]["image"][0])
-        assert isinstance(first, nib.Nifti1Image | nib.Nifti2Image)  # prepare read it as NIfTI
-        raw_shape = tuple(int(v) for v in first.shape)
-        if min(raw_shape) < s.patch:
-            raise NeuroFMError(
-                items[0]["image"][0],
-                f"volume {raw_shape} is smaller than the {s.patch}^3 patch "
-                "(TorchIO's sampler cannot pad); use a smaller --patch",
-            )
+        raw_shape = _check_shapes(items, s.patch)
 
         def torchio_count(b: Any) -> int:
             return int(b["image"][tio.DATA].shape[0])

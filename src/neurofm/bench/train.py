@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from neurofm.errors import NeuroFMError
 from neurofm.train.distributed import init_distributed
 from neurofm.train.pretraining import PretrainSettings, pretrain
 
@@ -34,6 +35,13 @@ class TrainBenchSettings:
     warmup: int = 5
     spacing: float = 8.0
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse a run that would time nothing (the result would read 0 patches/s)."""
+        if self.steps < 1:
+            raise NeuroFMError("--steps", f"must be at least 1 (got {self.steps}): nothing to time")
+        if self.warmup < 0:
+            raise NeuroFMError("warmup", f"must be at least 0 (got {self.warmup})")
 
 
 def _dataset(work: Path, spacing: float) -> Path:
