@@ -28,6 +28,7 @@ from neurofm.errors import NeuroFMError
 from neurofm.explain.cams import Attribution, ScoreFn, attribute, check_layers, default_layer
 from neurofm.explain.road import DEFAULT_FRACTIONS, RoadResult, road
 from neurofm.inference import fit_to_shape, pad_to_at_least
+from neurofm.io.nifti import voxel_spacing
 from neurofm.models import TaskModel, build_task_model
 from neurofm.predict import Predictor, case_inputs
 
@@ -52,6 +53,11 @@ class ModelInput:
     def baseline(self) -> Tensor:
         """The image of air (each channel's normalised background value)."""
         return torch.tensor(self.pads, dtype=self.x.dtype).reshape(1, -1, 1, 1, 1).expand_as(self.x)
+
+    @property
+    def file_spacing(self) -> tuple[float, float, float]:
+        """Voxel size (mm) of the case file's grid, where maps are written."""
+        return voxel_spacing(np.asarray(self.geometry.file_affine))
 
     @property
     def head(self) -> np.ndarray:

@@ -35,22 +35,38 @@ def _slices(vol: np.ndarray, at: tuple[int, int, int]) -> list[np.ndarray]:
     return [vol[at[0], :, :].T, vol[:, at[1], :].T, vol[:, :, at[2]].T]
 
 
+Spacing = tuple[float, float, float]
+
+
+def _aspects(spacing: Spacing) -> list[float]:
+    """Height/width of a voxel in the sagittal, coronal and axial pictures."""
+    sx, sy, sz = spacing
+    return [sz / sy, sz / sx, sy / sx]
+
+
 def _draw(
     axes: Sequence[Axes],
     image: np.ndarray,
     cam: np.ndarray,
     mask: np.ndarray | None,
     at: tuple[int, int, int],
+    spacing: Spacing,
 ) -> None:
     overlay = scaled(cam)
     outlines = _slices(mask.astype(float), at) if mask is not None else [None] * 3
-    for ax, img, ov, m in zip(
-        axes, _slices(image, at), _slices(overlay, at), outlines, strict=True
+    for ax, img, ov, m, aspect in zip(
+        axes, _slices(image, at), _slices(overlay, at), outlines, _aspects(spacing), strict=True
     ):
         ax.clear()
-        ax.imshow(img, cmap="gray", origin="lower")
+        ax.imshow(img, cmap="gray", origin="lower", aspect=aspect)
         ax.imshow(
-            np.ma.masked_less_equal(ov, 0.05), cmap="jet", alpha=0.5, origin="lower", vmin=0, vmax=1
+            np.ma.masked_less_equal(ov, 0.05),
+            cmap="jet",
+            alpha=0.5,
+            origin="lower",
+            vmin=0,
+            vmax=1,
+            aspect=aspect,
         )
         if m is not None and m.any():
             ax.contour(m, levels=[0.5], colors="white", linewidths=0.8)
@@ -58,14 +74,20 @@ def _draw(
 
 
 def montage(
-    path: Path, image: np.ndarray, cam: np.ndarray, title: str, mask: np.ndarray | None = None
+    path: Path,
+    image: np.ndarray,
+    cam: np.ndarray,
+    title: str,
+    mask: np.ndarray | None = None,
+    spacing: Spacing = (1.0, 1.0, 1.0),
 ) -> Path:
-    """Sagittal, coronal and axial slices of ``image`` with ``cam`` over it (lesion outlined)."""
+    """Sagittal, coronal and axial slices of ``image`` with ``cam`` over it (lesion outlined),
+    drawn with the voxels' ``spacing`` (mm) so thick-sliced cases are not squashed."""
     at = focus(cam, mask)
     fig = Figure(figsize=(9, 3.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    _draw(axes, image, cam, mask, at)
+    _draw(axes, image, cam, mask, at, spacing)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -80,6 +102,7 @@ def camanim(
     road_scores: Sequence[float],
     title: str,
     mask: np.ndarray | None = None,
+    spacing: Spacing = (1.0, 1.0, 1.0),
     fps: int = 2,
 ) -> Path:
     """GIF: one frame per layer, three slices of its map beside the per-layer ROAD curve."""
@@ -92,7 +115,7 @@ def camanim(
     xs = np.arange(len(layers))
 
     def frame(i: int) -> list[Artist]:
-        _draw(axes, image, cams[i], mask, at)
+        _draw(axes, image, cams[i], mask, at, spacing)
         curve.clear()
         curve.plot(xs, road_scores, "o-", color="0.4")
         curve.plot([i], [road_scores[i]], "o", color="gold", markersize=12)

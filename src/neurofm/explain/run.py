@@ -99,7 +99,14 @@ def explain_one(
         if a.constant:
             warn(f"{inp.case}: {a.name} map is constant (dead layer?); written as is, unscaled")
         save_nifti(on_file.astype(np.float32), affine, folder / f"{a.name}.nii.gz")
-        montage(folder / f"{a.name}.png", back, on_file, f"{inp.case} {a.name}", lesion)
+        montage(
+            folder / f"{a.name}.png",
+            back,
+            on_file,
+            f"{inp.case} {a.name}",
+            lesion,
+            inp.file_spacing,
+        )
         row: dict[str, Any] = {"case": inp.case, "method": a.method, "layer": a.layer}
         row["constant"] = int(a.constant)
         if with_road:
@@ -120,6 +127,7 @@ def explain_one(
                 [road[a.name] for a in per],
                 f"{inp.case} {method}",
                 lesion,
+                inp.file_spacing,
             )
     meta = None
     if metacam_ks:
@@ -135,7 +143,14 @@ def explain_one(
             best = metacam([usable[n] for n in combo], k)
             on_file, affine = to_file_grid(best, inp)
             save_nifti(on_file.astype(np.float32), affine, folder / "metacam.nii.gz")
-            montage(folder / "metacam.png", back, on_file, f"{inp.case} MetaCAM", lesion)
+            montage(
+                folder / "metacam.png",
+                back,
+                on_file,
+                f"{inp.case} MetaCAM",
+                lesion,
+                inp.file_spacing,
+            )
             meta = {
                 "best": {"maps": list(combo), "k": k, "road": result.best_score},
                 "scores": [

@@ -192,6 +192,7 @@ def animate_case(
         scores,
         f"{stem} {method}",
         lesion,
+        inp.file_spacing,
     )
 
 
@@ -212,7 +213,14 @@ def picture_case(
     for a in explain_case(predictor, inp, methods, samples=samples):
         on_file = to_file_grid(a.cam, inp)[0]
         out.append(
-            montage(folder / f"{stem}_{a.method}.png", back, on_file, f"{stem} {a.name}", lesion)
+            montage(
+                folder / f"{stem}_{a.method}.png",
+                back,
+                on_file,
+                f"{stem} {a.name}",
+                lesion,
+                inp.file_spacing,
+            )
         )
     return out
 
