@@ -109,8 +109,10 @@ def explain_one(
         )
         row: dict[str, Any] = {"case": inp.case, "method": a.method, "layer": a.layer}
         row["constant"] = int(a.constant)
-        if with_road:
-            road[a.name] = road_case(predictor, inp, a.cam, fractions).score
+        if with_road:  # a constant map ranks nothing: no ROAD score (NaN), as warned above
+            road[a.name] = (
+                float("nan") if a.constant else road_case(predictor, inp, a.cam, fractions).score
+            )
             row["road"] = road[a.name]
         if lesion is not None and lesion.any():
             row["pointing_game"] = pointing_game(on_file, lesion)

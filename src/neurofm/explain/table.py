@@ -3,7 +3,7 @@
 For each arm (e.g. pretrained and scratch run of one task) and each case with a non-empty lesion
 mask, every method's map (CAMs at the model's last stage) is scored by
 
-* ROAD (faithfulness, on the model-input grid),
+* ROAD (faithfulness, on the model-input grid; 0 for a constant map, which ranks nothing),
 * pointing game and energy inside the lesion (on the case file's grid, against the mask),
 * rank correlation with the same method's map of a re-initialised model (sanity: lower is
   better; a map that survives randomisation does not explain the model).
@@ -91,7 +91,7 @@ def score_case(
                 arm,
                 inp.case,
                 a.method,
-                road_case(predictor, inp, a.cam, fractions).score,
+                0.0 if a.constant else road_case(predictor, inp, a.cam, fractions).score,
                 pointing_game(on_file, lesion),
                 energy_in_lesion(on_file, lesion),
                 rank_correlation(a.cam, r.cam, head),
