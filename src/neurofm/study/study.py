@@ -149,24 +149,31 @@ def run_study(
             "data": str(data) if data else f"synthetic benchmark ({recipe.preset}, {recipe.shift})",
         }  # fmt: skip
         write_text_atomic(out / "recipe.json", json.dumps(_recipe_record(recipe), indent=2) + "\n")
-    state["seeds"] = sorted(set(state.get("seeds", [])) | set(chosen))
+    state.setdefault("seeds", [])
     write_json_atomic(out / STATE, state)
     dist = init_distributed(device)
     t0 = time.perf_counter()
     frames: list[pd.DataFrame] = []
     sources: dict[str, set[str]] = {}
-    for seed in chosen:
+    # seeds run earlier into this folder are read back (their stages are all reused), so a
+    # folder's tables always cover every seed it holds
+    for seed in [*chosen, *(s for s in state["seeds"] if s not in chosen)]:
         seed_run = SeedRun(out / "seeds" / str(seed), seed, recipe, dist, console, workers, data)
         frames.append(seed_run.run(grid))
         for task in grid.tasks:
             sources.setdefault(task, set()).update(seed_run.source_sites(task))
-        if confirm and not state.get("confirmation_first_written"):
-            state["confirmation_first_written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if seed not in state["seeds"]:  # a seed counts once all its units are scored
+            state["seeds"] = sorted([*state["seeds"], seed])
+            if confirm and not state.get("confirmation_first_written"):
+                state["confirmation_first_written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             write_json_atomic(out / STATE, state)
     rows = pd.concat(frames, ignore_index=True)
     rows["domain"] = domain_of(rows, sources)
     result = analyse(out, rows, grid, recipe, synthetic=data is None)
-    state["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    state.setdefault("invocations", []).append(
+        {"seeds_run": list(chosen), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+         "wall_time_s": round(time.perf_counter() - t0, 1)}
+    )  # fmt: skip
     write_json_atomic(out / STATE, state)
     return result
 
