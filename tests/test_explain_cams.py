@@ -125,3 +125,11 @@ def test_layers_of_a_task_model_run_encoder_to_decoder(kind: str, head: str, ste
         check_layers(model, ["encoder.stages.9"])
     with pytest.raises(NeuroFMError, match="valid: gradcam"):
         check_methods(["gradcam", "guided"])
+
+
+def test_nan_and_flat_maps_count_as_constant() -> None:
+    from neurofm.explain.cams import is_constant
+
+    assert is_constant(np.array([1.0, np.nan, 2.0]))
+    assert is_constant(np.full((3, 3), 7.0))
+    assert not is_constant(np.array([0.0, 1e-3]))

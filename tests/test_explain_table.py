@@ -61,3 +61,18 @@ def test_explain_table_command_writes_table_and_page(tiny_benchmark: Path, tmp_p
     html = (out / "index.html").read_text()
     assert "randomisation corr." in html and ".gif" in html
     assert len(list(out.glob("camanim_scratch_*.gif"))) == 1
+
+
+def test_lesion_masks_are_found_for_infarct_and_meningioma(tiny_benchmark: Path) -> None:
+    from neurofm.explain.case import lesion_mask
+    from neurofm.explain.table import lesion_cases
+
+    split = tiny_benchmark / "infarct" / "test"
+    labels = {r["case"]: float(r["label"]) for r in csv.DictReader((split / "labels.csv").open())}
+    for case, label in labels.items():
+        found = lesion_mask(split / case, "infarct")
+        assert (found is not None) == (label == 1.0), case
+    chosen = lesion_cases([split], "infarct", per_split=1)
+    assert len(chosen) == 1 and labels[chosen[0].name] == 1.0
+    men = sorted(d for d in (tiny_benchmark / "meningioma" / "test").iterdir() if d.is_dir())
+    assert lesion_mask(men[0], "meningioma") == men[0] / "label.nii.gz"
