@@ -25,9 +25,10 @@ import pandas as pd
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import load_nifti
 from neurofm.io.prediction_files import read_mask, read_number
-from neurofm.io.splits import Case, read_references
+from neurofm.io.splits import LABELS_CSV, Case, read_references
 from neurofm.metrics.registry import case_metrics
 from neurofm.metrics.segmentation import missing_mask_metrics
+from neurofm.stats.strata import MIN_STRATUM_CASES, STRATA_COLUMNS, read_case_strata, stratify
 from neurofm.tasks import TaskLike, TaskSpec, get_task
 
 
@@ -86,3 +87,36 @@ def wide_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per case (``case, site, <metric>...``): the ``metrics.csv`` of ``evaluate``."""
     wide = rows.pivot_table(index=["case", "site"], columns="metric", values="value")
     return wide.reset_index().rename_axis(columns=None)
+
+
+def evaluate_strata(
+    rows: pd.DataFrame,
+    task: TaskLike,
+    references: str | Path,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_cases: int = MIN_STRATUM_CASES,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The primary metric per stratum of the extra labels.csv columns
+    (:func:`neurofm.stats.strata.stratify`), and one warning per stratum without an interval,
+    naming the file and the column. No extra columns: an empty table."""
+    spec = get_task(task)
+    csv_path = Path(references) / LABELS_CSV
+    case_strata = read_case_strata(csv_path, spec)
+    if case_strata.columns.empty:
+        return pd.DataFrame(columns=list(STRATA_COLUMNS)), []
+    table = stratify(rows, spec, case_strata, n_boot=n_boot, seed=seed, min_cases=min_cases)
+    warnings = []
+    for r in table.itertuples():
+        if r.status == "too_few":
+            why = f"too few for an interval (fewer than {min_cases})"
+        elif r.status == "undefined":
+            why = f"{r.metric} is undefined there (e.g. a single class)"
+        else:
+            continue
+        warnings.append(
+            f"{csv_path}: {r.column}: stratum {r.stratum} ({r.model}) has {r.n_cases} case(s), "
+            + why
+        )
+    return table, warnings

@@ -43,8 +43,10 @@ __all__ = [
     "TaskRegistry",
     "TaskSpec",
     "get_task",
+    "known_tasks",
     "load_task_file",
     "parse_task",
+    "use_task",
     "with_task",
 ]
 
@@ -321,8 +323,10 @@ def get_task(name_or_path: TaskLike) -> TaskSpec:
     key = str(name_or_path)
     if key in TASKS:
         return TASKS[key]
+    if key in _IN_USE:
+        return _IN_USE[key]
     if key.endswith(".toml") or Path(key).is_file():
-        return load_task_file(key)
+        return use_task(load_task_file(key))
     raise NeuroFMError(None, f"unknown task {key!r} (known: {', '.join(TASKS)}, or a .toml file)")
 
 
@@ -333,3 +337,25 @@ def with_task(spec: TaskSpec) -> dict[str, TaskSpec]:
     if builtin is not None and replace(spec, source=builtin.source) != builtin:
         raise NeuroFMError(spec.source, f"name: {spec.name!r} is a built-in task's name")
     return {**TASKS, spec.name: spec}
+
+
+_IN_USE: dict[str, TaskSpec] = {}
+
+
+def use_task(spec: TaskSpec) -> TaskSpec:
+    """Make a user task known by its name for the rest of the process.
+
+    A command reads a task file once and then passes the task on by name (run configs, prepared
+    manifests, results tables, package manifests), so every later ``get_task(name)`` must find
+    the same facts. Every task file :func:`get_task` loads goes through here; a later file with
+    the same name replaces the earlier one, a built-in's name is refused (see :func:`with_task`).
+    """
+    with_task(spec)
+    if spec.name not in TASKS:
+        _IN_USE[spec.name] = spec
+    return spec
+
+
+def known_tasks() -> dict[str, TaskSpec]:
+    """The built-in tasks plus the user tasks in use in this process."""
+    return {**TASKS, **_IN_USE}

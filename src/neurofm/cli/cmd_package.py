@@ -51,7 +51,9 @@ def build(
     run: Path = typer.Argument(..., help="finetuned run folder (model.safetensors + config.json)"),
     out: Path = typer.Option(..., "--out", help="package folder to create"),
     sample: Path = typer.Option(..., "--sample", help="case folder used as the self-test"),
-    task: str | None = typer.Option(None, help="check the run is for this task"),
+    task: str | None = typer.Option(
+        None, help="check the run is for this task (a name, or a task file saying the same)"
+    ),
     pkg_id: str | None = typer.Option(None, "--id", help="package id (default from the run)"),
     name: str | None = typer.Option(None, help="human-readable name"),
     version: str = typer.Option("1.0.0", help="package version"),

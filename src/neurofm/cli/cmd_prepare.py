@@ -42,12 +42,18 @@ def prepare(
     workers: int = typer.Option(1, min=1, help="Parallel worker processes."),
     overwrite: bool = typer.Option(False, help="Redo every case even if unchanged."),
     subset: str = typer.Option("pretrain", help="DST subfolder for layouts without tasks."),
+    task: list[str] = typer.Option(
+        [], help="Your task file (.toml): its <name>/<split> folders are prepared with targets."
+    ),
 ) -> None:
     """Resample, crop and normalise every case into DST (idempotent, resumable, atomic)."""
     from neurofm.data.prepare import prepare as run_prepare
     from neurofm.data.preprocess import PreprocessParams
     from neurofm.locks import folder_lock
+    from neurofm.tasks import get_task
 
+    for t in task:  # a loaded task file is known by its name, like the built-in folders
+        get_task(t)
     params = PreprocessParams(spacing=parse_spacing(spacing))
     with folder_lock(dst, "neurofm prepare"):
         reports = run_prepare(

@@ -62,7 +62,7 @@ from neurofm.io.layouts import Session, discover, load_session
 from neurofm.io.nifti import load_nifti
 from neurofm.io.splits import list_splits, read_split
 from neurofm.sequences import CANONICAL
-from neurofm.tasks import TASKS, get_task
+from neurofm.tasks import get_task, known_tasks
 
 
 @dataclass
@@ -112,7 +112,7 @@ class SubsetReport:
 
 
 def _is_split_dir(path: Path) -> bool:
-    return (path / "labels.csv").is_file() and path.parent.name in TASKS
+    return (path / "labels.csv").is_file() and path.parent.name in known_tasks()
 
 
 def _task_subsets(task_dir: Path, prefix: str) -> Iterator[Subset]:
@@ -154,9 +154,9 @@ def plan(src: str | Path, subset: str = "pretrain") -> list[Subset]:
         raise NeuroFMError(src, "source folder does not exist")
     if _is_split_dir(src):
         return [_split_subset(src, src.parent.name, "")]
-    if src.name in TASKS:
+    if src.name in known_tasks():
         return list(_task_subsets(src, ""))
-    task_dirs = sorted(d for d in src.iterdir() if d.is_dir() and d.name in TASKS)
+    task_dirs = sorted(d for d in src.iterdir() if d.is_dir() and d.name in known_tasks())
     if (src / "pretrain").is_dir() or task_dirs:
         subsets = []
         if (src / "pretrain").is_dir():

@@ -30,7 +30,8 @@ from neurofm.packages.manifest import (
     parse_manifest,
 )
 from neurofm.packages.runner import execute, find_cases
-from neurofm.tasks import TaskSpec, get_task
+from neurofm.task_text import TASK_FILE_NAME, check_task, task_file_text
+from neurofm.tasks import TaskLike, TaskSpec, get_task
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -91,7 +92,7 @@ def build_package(
     out: Path,
     *,
     sample: Path,
-    task: str | None = None,
+    task: TaskLike | None = None,
     pkg_id: str | None = None,
     name: str | None = None,
     version: str = "1.0.0",
@@ -119,8 +120,7 @@ def build_package(
         raise NeuroFMError(run_dir / CONFIG, f"unreadable run config ({exc})") from exc
     predictor = load_predictor(run_dir, device="cpu")
     run_task = predictor.task.name
-    if task is not None and task != run_task:
-        raise NeuroFMError(run_dir, f"run was trained for task {run_task}, not {task}")
+    check_task(task, predictor.task, run_dir)
     sequences = _input_groups(run_task, list(predictor.input_sequences))
     kind = get_task(run_task).output_kind
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +129,8 @@ def build_package(
         (tmp / MODEL_DIR).mkdir()
         for f in (WEIGHTS, CONFIG):
             shutil.copyfile(run_dir / f, tmp / MODEL_DIR / f)
+        # the task file travels with the package, so it runs where the file does not exist
+        (tmp / TASK_FILE_NAME).write_text(task_file_text(predictor.task), encoding="utf-8")
         manifest_data: dict[str, Any] = {
             "id": pkg_id or _slug(run_dir.name, run_task),
             "name": name or f"{run_dir.name} ({run_task})",

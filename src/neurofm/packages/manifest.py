@@ -29,7 +29,8 @@ from pydantic import (
 
 from neurofm.errors import NeuroFMError
 from neurofm.sequences import CANONICAL
-from neurofm.tasks import TASKS, OutputKind
+from neurofm.task_text import TASK_FILE_NAME, task_from_text
+from neurofm.tasks import TASKS, OutputKind, known_tasks
 
 MANIFEST_NAME = "manifest.yaml"
 #: argv tokens that mean "the Python interpreter that runs neurofm".
@@ -209,7 +210,10 @@ class Manifest(_Strict):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     license: str = Field(min_length=1)
-    task: str = Field(description="a built-in task's name", json_schema_extra={"enum": list(TASKS)})
+    task: str = Field(
+        description=f"a built-in task's name, or the name in the package's {TASK_FILE_NAME}",
+        json_schema_extra={"examples": list(TASKS)},
+    )
     track: Literal["method", "open"]
     authors: list[str] = Field(min_length=1)
     description: str = ""
@@ -223,13 +227,13 @@ class Manifest(_Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, value: str) -> str:
-        if value not in TASKS:
+        if value not in known_tasks():
             raise ValueError(f"unknown task {value!r} (known: {', '.join(TASKS)})")
         return value
 
     @model_validator(mode="after")
     def _task_contract(self) -> Manifest:
-        want = TASKS[self.task].output_kind
+        want = known_tasks()[self.task].output_kind
         if self.outputs.kind != want:
             raise ValueError(f"task {self.task} outputs a {want}, not a {self.outputs.kind}")
         paths = [a.path for a in self.artifacts]
@@ -245,7 +249,7 @@ class Manifest(_Strict):
         """The allowed range of a number output: the manifest's, else the task's value range."""
         if self.outputs.kind == "mask":
             return None
-        return self.outputs.range or TASKS[self.task].value_range
+        return self.outputs.range or known_tasks()[self.task].value_range
 
     @property
     def output_suffix(self) -> str:
@@ -285,6 +289,9 @@ def load_manifest(pkg_dir: Path) -> Manifest:
     path = Path(pkg_dir) / MANIFEST_NAME
     if not path.is_file():
         raise NeuroFMError(pkg_dir, f"no {MANIFEST_NAME}: not a model package")
+    task_file = Path(pkg_dir) / TASK_FILE_NAME
+    if task_file.is_file():  # a user task travels with its package: make it known by name
+        task_from_text(task_file.read_text(encoding="utf-8"), task_file)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

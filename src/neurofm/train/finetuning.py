@@ -48,6 +48,7 @@ from neurofm.runfiles import (
     load_weights,
     write_model_files,
 )
+from neurofm.task_text import TASK_FILE_KEY, task_file_text
 from neurofm.tasks import TaskSpec, get_task
 from neurofm.train.batches import batch_stream
 from neurofm.train.distributed import DistInfo
@@ -199,15 +200,15 @@ def finetune(
     data: Path, out: Path, s: FinetuneSettings, dist: DistInfo, *, resume: bool = False
 ) -> LoopResult:
     """Adapt to ``s.task``; writes the best model to ``out/model.safetensors`` + config.json."""
-    task = get_task(s.task)
-    subset = train_subset(data, s.task)
+    task = get_task(s.task)  # a task file's task is known by its name from here on
+    subset = train_subset(data, task.name)
     seed_everything(s.seed)  # model initialisation draws from the global RNG
     prepared = PreparedDataset(subset)
     ids = [c.case_id for c in prepared.cases]
     labels: list[float] | None = None
     if task.kind == "classification":
         if any(c.label is None for c in prepared.cases):
-            raise NeuroFMError(subset, "infarct training cases need labels")
+            raise NeuroFMError(subset, f"{task.name} training cases need labels")
         labels = [float(c.label or 0.0) for c in prepared.cases]
     train_ids, val_ids = split_cases(ids, labels, s.shots, s.val_fraction, s.seed)
     cfg = TaskModelConfig(
@@ -247,7 +248,7 @@ def finetune(
     dataset = PatchDataset(
         prepared,
         s.patch_size if seg else s.input_size,
-        task=s.task,
+        task=task.name,
         whole_volume=not seg,
         foreground_prob=0.5 if seg else 0.0,
         samples_per_epoch=max(64, s.batch_size * 16),
@@ -267,7 +268,7 @@ def finetune(
         return loss_fn(out.reshape(y.shape), y), {}
 
     run = FinetuneRunConfig(
-        task=s.task,
+        task=task.name,
         model=cfg,
         input_sequences=list(task.channel_slots),
         preprocess=preprocess_from_dict(prepared.params),
@@ -281,6 +282,7 @@ def finetune(
         val_cases=val_ids,
         code_revision=code_revision(),
         data_fingerprint=data_fingerprint([subset]),
+        extra={TASK_FILE_KEY: task_file_text(task)},
     )
     loop = LoopConfig(
         steps=s.steps,
@@ -305,7 +307,7 @@ def finetune(
         dist,
         evaluate=lambda m: validate(model, run, prepared, val_ids),
         resume=resume,
-        describe=f"finetune {s.task} ({'pretrained' if pretrained else 'scratch'}, {s.mode})",
+        describe=f"finetune {task.name} ({'pretrained' if pretrained else 'scratch'}, {s.mode})",
     )
     if dist.is_main:
         best = out / "checkpoints" / ("best" if result.best_step >= 0 else "last")
