@@ -26,8 +26,9 @@ from neurofm.io.nifti import Volume, load_volume, save_nifti
 from neurofm.io.splits import read_case_dir
 from neurofm.models import TaskModel, build_task_model
 from neurofm.runconfig import FinetuneRunConfig
-from neurofm.runfiles import WEIGHTS, load_finetune_config, load_weights
-from neurofm.tasks import TaskSpec, get_task
+from neurofm.runfiles import CONFIG, WEIGHTS, load_finetune_config, load_weights
+from neurofm.task_text import TASK_FILE_KEY, recorded_task
+from neurofm.tasks import TaskSpec
 
 
 def channel_slots(task: TaskSpec) -> list[str]:
@@ -87,7 +88,7 @@ def load_predictor(model_dir: str | Path, device: str = "auto") -> Predictor:
     """Load a finetuned run (``config.json`` + ``model.safetensors``) for inference."""
     folder = Path(model_dir)
     cfg = load_finetune_config(folder)
-    task = get_task(cfg.task)
+    task = recorded_task(cfg.task, cfg.extra.get(TASK_FILE_KEY), folder / CONFIG)
     model = build_task_model(cfg.model)
     state = load_weights(folder)
     missing, unexpected = model.load_state_dict(state, strict=False)
