@@ -11,8 +11,8 @@ from neurofm.cli import app
 
 @app.command()
 def plan(
-    results: list[Path] = typer.Option(
-        ...,
+    results: list[Path] | None = typer.Option(
+        None,
         help="curve CSVs (shots,score[,repeat]) or tidy results CSVs with models named "
         "shots<N>-r<R> (repeat the option for several files)",
     ),
@@ -47,6 +47,7 @@ def plan(
 
     if out.exists() and not overwrite:
         raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    results = list(results or [])
     if data is not None:
         runs_dir = runs or out.with_name(out.name + "-runs")
         launched = _launch(data, eval_split, task, shots, repeats, init, mode, steps, runs_dir,
