@@ -176,10 +176,16 @@ def gradient_cams(
 
 @torch.no_grad()
 def score_cam(
-    model: nn.Module, x: Tensor, score_fn: ScoreFn, layer: str, batch_size: int = 8
+    model: nn.Module,
+    x: Tensor,
+    score_fn: ScoreFn,
+    layer: str,
+    baseline: Tensor,
+    batch_size: int = 8,
 ) -> Attribution:
     """Score-CAM: each channel of ``layer``, upsampled and min-max scaled, masks the input; the
-    softmax of the masked scores weighs the channels (Wang et al. 2020)."""
+    softmax of the masked scores weighs the channels (Wang et al. 2020). Masked-out voxels
+    become ``baseline`` (air), not 0, which after intensity normalisation is tissue-like."""
     acts, handles = _record(model, [layer])
     try:
         score_fn(x)
@@ -193,7 +199,9 @@ def score_cam(
     masks = (up - lo.reshape(-1, 1, 1, 1)) / (hi - lo + EPS).reshape(-1, 1, 1, 1)
     scores = torch.cat(
         [
-            score_fn(x * masks[i : i + batch_size, None]).float().reshape(-1)
+            score_fn(baseline + masks[i : i + batch_size, None] * (x - baseline))
+            .float()
+            .reshape(-1)
             for i in range(0, masks.shape[0], batch_size)
         ]
     )
@@ -241,9 +249,9 @@ def attribute(
     out: list[Attribution] = []
     if grad_cams and layers:
         out += gradient_cams(model, x, score_fn, layers, grad_cams)
-    if "scorecam" in methods:
-        out += [score_cam(model, x, score_fn, layer) for layer in layers]
     base = torch.zeros_like(x) if baseline is None else baseline
+    if "scorecam" in methods:
+        out += [score_cam(model, x, score_fn, layer, base) for layer in layers]
     out += [input_attribution(x, score_fn, m, base, samples) for m in methods if m in INPUT_METHODS]
     order = {m: i for i, m in enumerate(methods)}
     return sorted(out, key=lambda a: order[a.method])
