@@ -19,11 +19,22 @@ def report(
     overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs and ranks."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
+    task: list[str] = typer.Option(
+        [], help="Your task file (.toml) when the results hold a task of your own (repeatable)."
+    ),
 ) -> None:
-    """Write a self-contained HTML report (leaderboards, plots, 3D case viewer); print its path."""
+    """Write a self-contained HTML report (leaderboards, plots, 3D case viewer, and subgroups
+    when the results folder has evaluate's strata.csv); print its path."""
     from neurofm.report import build_report
+    from neurofm.report.inputs import find_results_dir
+    from neurofm.report.strata import strata_page
+    from neurofm.tasks import get_task
 
+    for t in task:  # a loaded task file is known by its name in the results table
+        get_task(t)
+    page = strata_page(find_results_dir(run_or_results))
     index = build_report(
-        run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed
-    )
+        run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed,
+        extra_pages=[page] if page is not None else [],
+    )  # fmt: skip
     typer.echo(str(index.resolve()))

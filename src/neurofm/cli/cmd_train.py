@@ -96,6 +96,11 @@ def finetune_cmd(
         F.head, help="linear | mlp (classification/regression) | mil (classification)"
     ),
     pool: str = typer.Option(F.pool, help="avg | max | avgmax: how the bottleneck is pooled"),
+    fusion: str = typer.Option(
+        F.fusion,
+        help="early: sequences as channels of one encoder pass | late: one shared-encoder pass "
+        "per sequence, embeddings concatenated (classification/regression)",
+    ),
     steps: int = typer.Option(F.steps, help="optimiser steps"),
     batch_size: int = typer.Option(F.batch_size, help="samples per step and rank"),
     input_size: int = typer.Option(
@@ -121,9 +126,10 @@ def finetune_cmd(
 
     options: dict[str, Any] = {
         "task": task, "init": init, "mode": mode, "shots": shots, "preset": preset, "head": head,
-        "pool": pool, "steps": steps, "batch_size": batch_size, "input_size": input_size,
-        "patch_size": patch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "workers": workers,
-        "seed": seed, "eval_every": eval_every, "patience": patience,
+        "pool": pool, "fusion": fusion, "steps": steps, "batch_size": batch_size,
+        "input_size": input_size, "patch_size": patch, "lr": lr,
+        "encoder_lr_scale": encoder_lr_scale, "workers": workers, "seed": seed,
+        "eval_every": eval_every, "patience": patience,
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

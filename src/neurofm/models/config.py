@@ -17,6 +17,8 @@ Norm = Literal["instance", "batch"]
 Activation = Literal["leakyrelu", "relu", "gelu"]
 HeadKind = Literal["linear", "mlp", "mil"]
 PoolKind = Literal["avg", "max", "avgmax"]
+FusionKind = Literal["early", "late"]
+"""How sequences are combined (:mod:`neurofm.models.fusion`)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class TaskModelConfig:
     adapter_rank: int = 0
     pool: PoolKind = "avg"
     mil_top: int = 16
+    fusion: FusionKind = "early"
 
     def __post_init__(self) -> None:
         where = "TaskModelConfig"
@@ -128,6 +131,12 @@ class TaskModelConfig:
             raise NeuroFMError(where, f"kind {self.kind!r} not in {get_args(TaskKind)}")
         if self.head not in get_args(HeadKind):
             raise NeuroFMError(where, f"head {self.head!r} not in {get_args(HeadKind)}")
+        if self.fusion not in get_args(FusionKind):
+            raise NeuroFMError(where, f"fusion {self.fusion!r} not in {get_args(FusionKind)}")
+        if self.fusion == "late" and self.dense:
+            raise NeuroFMError(
+                where, "late fusion needs a pooled head (classification/regression, not mil)"
+            )
         if self.head_hidden < 1 or not 0.0 <= self.head_dropout < 1.0 or self.adapter_rank < 0:
             raise NeuroFMError(
                 where, "head_hidden must be >= 1, head_dropout in [0, 1), adapter_rank >= 0"
@@ -140,8 +149,9 @@ class TaskModelConfig:
 
     @property
     def embed_dim(self) -> int:
-        """Width of the pooled embedding the head reads."""
-        return self.backbone.embed_dim * (2 if self.pool == "avgmax" else 1)
+        """Width of the pooled embedding the head reads (late fusion: one per input channel)."""
+        per_input = self.backbone.embed_dim * (2 if self.pool == "avgmax" else 1)
+        return per_input * (self.backbone.in_channels if self.fusion == "late" else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

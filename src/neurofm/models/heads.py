@@ -13,12 +13,15 @@ Pooled heads read the pooled bottleneck (:meth:`TaskModel.embed`; average by def
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from monai.networks.layers.utils import get_act_layer
 from torch import Tensor, nn
 
 from neurofm.models.blocks import act_spec
 from neurofm.models.config import Activation, HeadKind, TaskModelConfig
+from neurofm.models.fusion import late_fusion_embed
 from neurofm.models.unet import Decoder, Encoder, global_pool
 
 
@@ -65,7 +68,9 @@ class TaskModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         bb = cfg.backbone
-        self.encoder = Encoder(bb, adapter_rank=cfg.adapter_rank)
+        # late fusion: one shared single-channel encoder, run once per input sequence
+        encoder_cfg = replace(bb, in_channels=1) if cfg.fusion == "late" else bb
+        self.encoder = Encoder(encoder_cfg, adapter_rank=cfg.adapter_rank)
         self.encoder_frozen = False
         self.decoder: Decoder | None
         self.head: nn.Module
@@ -79,18 +84,20 @@ class TaskModel(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.encoder(x)
         if self.decoder is not None:
-            out: Tensor = self.head(self.decoder(features))
+            out: Tensor = self.head(self.decoder(self.encoder(x)))
             if self.cfg.head == "mil":  # case logit: mean of the top voxel scores
                 top = min(self.cfg.mil_top, out[0].numel())
                 return out.flatten(1).topk(top, dim=1).values.mean(dim=1)
             return out
-        pooled: Tensor = self.head(global_pool(features[-1], self.cfg.pool))
+        pooled: Tensor = self.head(self.embed(x))
         return pooled
 
     def embed(self, x: Tensor) -> Tensor:
-        """Pooled bottleneck (``cfg.pool``), ``(B, cfg.embed_dim)``."""
+        """Pooled bottleneck (``cfg.pool``), ``(B, cfg.embed_dim)``; with late fusion the
+        sequences' embeddings side by side (:mod:`neurofm.models.fusion`)."""
+        if self.cfg.fusion == "late":
+            return late_fusion_embed(self.encoder, x, self.cfg.pool)
         return global_pool(self.encoder(x)[-1], self.cfg.pool)
 
     def train(self, mode: bool = True) -> TaskModel:

@@ -32,6 +32,7 @@ from neurofm.report.palette import REFERENCE_COLOUR, model_colours
 from neurofm.report.render import PageLink, ReportPage, render_page
 from neurofm.report.viewer import write_viewer
 from neurofm.results import summarise
+from neurofm.tasks import known_tasks
 
 _ASSETS = ("report.css", "viewer.js")
 
@@ -124,9 +125,9 @@ def report_model(
     """The index page as data; its figures are drawn into ``out/figures`` on the way."""
     df = inputs.results
     colours = model_colours(_all_models(inputs))
-    summary = summarise(df, n_boot=n_boot, seed=seed)
+    summary = summarise(df, n_boot=n_boot, seed=seed, tasks=known_tasks())
     advance()
-    board = build_leaderboard(df, n_boot, seed, progress=lambda _: advance())
+    board = build_leaderboard(df, n_boot, seed, progress=lambda _: advance(), tasks=known_tasks())
     tasks = list(board.tasks)
     baseline = find_baseline(sorted(df["model"].unique()))
     sections = []

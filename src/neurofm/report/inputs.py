@@ -26,7 +26,7 @@ from neurofm.errors import NeuroFMError
 from neurofm.metrics.registry import METRICS
 from neurofm.report.viewer import ViewerCase, read_viewer_cases
 from neurofm.results import read_results
-from neurofm.tasks import TASKS
+from neurofm.tasks import known_tasks
 
 RESULTS_CSV = "results.csv"
 LEARNING_CURVES_CSV = "learning_curves.csv"
@@ -91,9 +91,10 @@ def read_learning_curves(path: Path) -> pd.DataFrame:
     unknown = sorted(set(df["metric"]) - set(METRICS))
     if unknown:
         raise NeuroFMError(path, f"unknown metric(s) {unknown} (known: {', '.join(METRICS)})")
-    unknown = sorted(set(df["task"]) - set(TASKS))
+    unknown = sorted(set(df["task"]) - set(known_tasks()))
     if unknown:
-        raise NeuroFMError(path, f"unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+        known = ", ".join(known_tasks())
+        raise NeuroFMError(path, f"unknown task(s) {unknown} (known: {known})")
     return df
 
 
@@ -113,7 +114,7 @@ def load_inputs(folder: Path) -> ReportInputs:
     curves = folder / LEARNING_CURVES_CSV
     viewer = folder / VIEWER_JSON
     run = folder / RUN_JSON
-    results = read_results([folder / RESULTS_CSV])
+    results = read_results([folder / RESULTS_CSV], tasks=known_tasks())
     if results.empty:
         raise NeuroFMError(folder / RESULTS_CSV, "no rows")
     return ReportInputs(

@@ -18,7 +18,7 @@ from neurofm.metrics.registry import METRICS
 from neurofm.ranking import Leaderboard, TaskBoard
 from neurofm.report.glossary import metric_info
 from neurofm.results import ALL_SITES
-from neurofm.tasks import TASKS, get_task
+from neurofm.tasks import get_task, known_tasks
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class ReportModel:
 
 def task_title(task: str) -> str:
     """The task's title, or its name for a task outside the registry (learning curves only)."""
-    return TASKS[task].title if task in TASKS else task
+    return known_tasks()[task].title if task in known_tasks() else task
 
 
 def better(metric: str) -> str:

@@ -217,6 +217,7 @@ def finetune(
         head=s.head,
         adapter_rank=s.adapter_rank if s.mode == "adapter" else 0,
         pool=s.pool,
+        fusion=s.fusion,
     )
     cfg, pretrained, init_name = load_init(s.init, cfg)
     model = build_task_model(cfg)
@@ -224,7 +225,8 @@ def finetune(
         load_encoder_weights(
             model,
             pretrained,
-            dst_channels=list(task.channel_slots),
+            # late fusion: the shared encoder stays single-channel, as it was pretrained
+            dst_channels=list(task.channel_slots) if cfg.fusion == "early" else None,
             include_decoder=cfg.dense,
             source=Path(s.init) / WEIGHTS,
         )

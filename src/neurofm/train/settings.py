@@ -17,7 +17,7 @@ from neurofm.tasks import get_task
 
 if TYPE_CHECKING:
     from neurofm.models.adapters import AdaptMode
-    from neurofm.models.config import HeadKind, PoolKind
+    from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
 
 def _choice(option: str, value: Any, known: tuple[Any, ...] | list[str]) -> None:
@@ -91,6 +91,7 @@ class FinetuneSettings:
     preset: str = "tiny"
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
+    fusion: FusionKind = "early"  # early: sequences as channels; late: an encoder pass each
     adapter_rank: int = 8
     input_size: int = 48
     patch_size: int = 32
@@ -111,12 +112,17 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         from neurofm.models import MODEL_PRESETS
         from neurofm.models.adapters import AdaptMode
-        from neurofm.models.config import HeadKind, PoolKind
+        from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
-        get_task(self.task)
+        task = get_task(self.task)
         _choice("mode", self.mode, get_args(AdaptMode))
         _choice("head", self.head, get_args(HeadKind))
         _choice("pool", self.pool, get_args(PoolKind))
+        _choice("fusion", self.fusion, get_args(FusionKind))
+        if self.fusion == "late" and (task.kind == "segmentation" or self.head == "mil"):
+            raise NeuroFMError(
+                "--fusion", "late fusion needs a pooled head (classification or regression)"
+            )
         _choice("preset", self.preset, list(MODEL_PRESETS))
         if self.shots is not None:
             require_positive("--shots", self.shots)
