@@ -69,7 +69,7 @@ def _draw(
             aspect=aspect,
         )
         if m is not None and m.any():
-            ax.contour(m, levels=[0.5], colors="white", linewidths=0.8)
+            ax.contour(m, levels=[0.5], colors="lime", linewidths=1.0)
         ax.set_axis_off()
 
 
@@ -107,7 +107,7 @@ def camanim(
 ) -> Path:
     """GIF: one frame per layer, three slices of its map beside the per-layer ROAD curve."""
     at = focus(cams[-1], mask)
-    fig = Figure(figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 4.0))
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 1.4])
     axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
@@ -130,7 +130,7 @@ def camanim(
         fig.suptitle(f"{title} — {layers[i]}", fontsize=9)
         return []
 
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.3, top=0.88, wspace=0.1)
     anim = FuncAnimation(fig, frame, frames=len(layers), blit=False)
     anim.save(str(path), writer=PillowWriter(fps=fps))
     return path

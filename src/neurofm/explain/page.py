@@ -43,7 +43,7 @@ bold marks each arm's best method per column.</p>
 {% if animations %}<h2>CAManim: every stage, encoder to decoder, with per-layer ROAD</h2>
 {% for a in animations %}<figure><img src="{{ a.src }}" alt="{{ a.caption }}" width="900">
 <figcaption>{{ a.caption }}</figcaption></figure>{% endfor %}{% endif %}
-{% if pictures %}<h2>Maps beside the reference lesion (white outline)</h2>
+{% if pictures %}<h2>Maps beside the reference lesion (green outline)</h2>
 {% for p in pictures %}<figure><img src="{{ p.src }}" alt="{{ p.caption }}" width="600">
 <figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}{% endif %}
 </body></html>
