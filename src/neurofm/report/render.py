@@ -19,7 +19,6 @@ Figures are files beside the pages (``figures/*.png``), so a page only refers to
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,7 +51,7 @@ class ReportPage:
 
 def num(value: float, decimals: int = 2) -> str:
     """A number with the metric's decimals; a missing value is a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value != value:  # NaN is the only value unequal to itself
         return "–"
     return f"{value:.{decimals}f}"
 
