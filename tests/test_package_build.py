@@ -110,10 +110,12 @@ def test_build_verify_run_export_benchmark(tmp_path: Path) -> None:
     cli("package", "export", pkg, "--fomo25", "--out", fomo, "--no-build-wheel")
     assert {p.name for p in fomo.iterdir()} == {
         "predict.py", "Apptainer.def", "README.md", "manifest.yaml", "model", "wheels",
+        "selftest", "requirements.txt",
     }  # fmt: skip
     definition = (fomo / "Apptainer.def").read_text()
     assert "From: python:3.11-slim" in definition
-    assert "pip install --no-cache-dir /opt/model/wheels/*.whl" in definition
+    assert "pip install --no-cache-dir --no-deps /app/wheels/*.whl" in definition
+    assert "predict.py /app/predict.py" in definition
     assert "Arguments: --dwi_b1000 PATH --flair PATH [--swi PATH | --t2s PATH]" in definition
     case = split / "case1"
     challenge = tmp_path / "challenge" / "case1_seg.nii.gz"
