@@ -1,0 +1,168 @@
+"""`neurofm finetune-diffusion` and `neurofm diffusion explain|compare`: the diffusion classifier.
+
+Training writes a standard finetuned run (``head: diffusion`` in config.json), so `neurofm
+predict`, `evaluate`, `leaderboard` and packages use it like any infarct model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from neurofm.cli import app
+from neurofm.diffusion.settings import DiffusionSettings
+from neurofm.errors import NeuroFMError
+
+D = DiffusionSettings
+diffusion_app = typer.Typer(
+    name="diffusion", help="Explain or compare a diffusion classifier.", no_args_is_help=True
+)
+app.add_typer(diffusion_app, name="diffusion")
+
+
+@app.command("finetune-diffusion")
+def finetune_diffusion_cmd(
+    data: Path = typer.Argument(..., help="prepared data root (with <task>/train) or split"),
+    task: str = typer.Option(D.task, help="a classification task (infarct)"),
+    init: str = typer.Option(D.init, help="pretraining run folder, or 'scratch'"),
+    out: Path = typer.Option(..., help="run folder"),
+    preset: str = typer.Option(D.preset, help="backbone preset when --init scratch"),
+    input_size: int = typer.Option(D.input_size, help="whole-volume side in voxels"),
+    schedule: str = typer.Option(D.schedule, help="noise schedule: linear | cosine"),
+    diffusion_steps: int = typer.Option(D.diffusion_steps, help="noise levels of the schedule"),
+    k: int = typer.Option(D.k, "--k", help="noise draws per case (classification rule)"),
+    t: int = typer.Option(D.t, "--t", help="timesteps per noise draw (classification rule)"),
+    t_max: float = typer.Option(D.t_max, help="timesteps span [0, t_max x steps)"),
+    class_dropout: float = typer.Option(D.class_dropout, help="share of null-class labels"),
+    steps: int = typer.Option(D.steps, help="optimiser steps"),
+    batch_size: int = typer.Option(D.batch_size, help="volumes per step"),
+    lr: float = typer.Option(D.lr, help="peak learning rate (AdamW, cosine)"),
+    workers: int = typer.Option(D.workers, help="loader workers"),
+    seed: int = typer.Option(D.seed),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
+    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
+    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
+) -> None:
+    """Train a class-conditional 3D diffusion model that classifies by denoising error."""
+    from neurofm.cli.cmd_train import _run
+    from neurofm.diffusion.training import finetune_diffusion
+
+    options: dict[str, Any] = {
+        "task": task, "init": init, "preset": preset, "input_size": input_size,
+        "schedule": schedule, "diffusion_steps": diffusion_steps, "k": k, "t": t,
+        "t_max": t_max, "class_dropout": class_dropout, "steps": steps,
+        "batch_size": batch_size, "lr": lr, "workers": workers, "seed": seed,
+    }  # fmt: skip
+    settings = DiffusionSettings(**options)  # checks every value before OUT is touched
+    if init != "scratch":
+        from neurofm.runfiles import load_pretrain_config
+
+        load_pretrain_config(Path(init))  # refuse a non-pretraining run before OUT is touched
+    with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
+        res = finetune_diffusion(data, out, settings, dist, resume=resume)
+        if dist.is_main:
+            typer.echo(f"trained the diffusion classifier for {res.steps} steps in "
+                       f"{res.seconds:.0f}s (last loss {res.last.get('loss', float('nan')):.4f})"
+                       f" -> {out}")  # fmt: skip
+
+
+def _load(model: Path, device: str) -> Any:
+    from neurofm.diffusion.predictor import DiffusionPredictor
+    from neurofm.predict import load_predictor
+
+    predictor = load_predictor(model, device)
+    if not isinstance(predictor, DiffusionPredictor):
+        raise NeuroFMError(model, "not a diffusion classifier run (config.json head != diffusion)")
+    return predictor
+
+
+def _rule(predictor: Any, k: int | None, t: int | None) -> Any:
+    from dataclasses import replace
+
+    return replace(predictor.rule, k=k or predictor.rule.k, t=t or predictor.rule.t)
+
+
+@diffusion_app.command("explain")
+def explain_cmd(
+    model: Path = typer.Option(..., help="diffusion classifier run"),
+    input: Path = typer.Option(..., "--input", help="a case folder or a split folder"),
+    output: Path = typer.Option(..., help="folder for <case>_error_diff.nii.gz + CSV"),
+    k: int | None = typer.Option(None, "--k", help="noise draws (default: the run's)"),
+    t: int | None = typer.Option(None, "--t", help="timesteps (default: the run's)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    overwrite: bool = typer.Option(False, help="replace existing maps"),
+) -> None:
+    """Error-difference maps (no infarct minus infarct) in each input's geometry, scored by
+    pointing game and energy in lesion where the benchmark has a lesion mask."""
+    from neurofm.diffusion.explain import MAP_SUFFIX, explain_cases, localisation_summary
+    from neurofm.train.runs import case_dirs, refuse_existing_outputs
+
+    predictor = _load(model, device)
+    rule = _rule(predictor, k, t)
+    cases = case_dirs(input)
+    outs = [output / f"{c.name}{MAP_SUFFIX}" for c in cases] + [output / "localisation.csv"]
+    refuse_existing_outputs(outs, overwrite)
+    table = explain_cases(predictor, cases, output, rule)
+    typer.echo(json.dumps(localisation_summary(table)))
+    typer.echo(f"{len(table)} map(s) written to {output}")
+
+
+@diffusion_app.command("compare")
+def compare_cmd(
+    model: Path = typer.Option(..., help="diffusion classifier run"),
+    baseline: Path = typer.Option(..., help="discriminative run of the same task"),
+    input: list[Path] = typer.Option(..., "--input", help="labelled split folder(s)"),
+    out: Path = typer.Option(..., help="folder for the table, curve and per-case CSV"),
+    k: int = typer.Option(8, "--k", help="largest number of noise draws"),
+    t: int = typer.Option(8, "--t", help="largest number of timesteps"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    overwrite: bool = typer.Option(False, help="replace an earlier comparison in OUT"),
+) -> None:
+    """AUROC, Brier, ECE (95% CIs on shared resamples), AUROC vs K x T, seconds per case."""
+    import numpy as np
+
+    from neurofm.atomic import write_json_atomic, write_text_atomic
+    from neurofm.diffusion.compare import budget_curve, metric_rows, plot_curve, predict_both
+    from neurofm.predict import load_predictor
+    from neurofm.train.runs import refuse_existing_outputs
+
+    names = ("cases.csv", "metrics.csv", "curve.csv", "curve.png", "summary.json")
+    refuse_existing_outputs([out / n for n in names], overwrite)
+    diffusion = _load(model, device)
+    base = load_predictor(baseline, device)
+    if base.task.name != diffusion.task.name:
+        raise NeuroFMError(baseline, f"baseline is for {base.task.name}, not {diffusion.task.name}")
+    rule = _rule(diffusion, k, t)
+    got = predict_both(diffusion, base, input, rule)
+    y = got.table["label"].to_numpy(dtype=float)
+    probs = {
+        "diffusion": got.table["p_diffusion"].to_numpy(),
+        "baseline": got.table["p_baseline"].to_numpy(),
+    }
+    metrics = metric_rows(y, probs, n_boot)
+    ks = sorted({1, 2, 4, 8, rule.k} & set(range(1, rule.k + 1)))
+    ts = sorted({1, 2, 4, 8, rule.t} & set(range(1, rule.t + 1)))
+    curve = budget_curve(y, got.verdicts, ks, ts, n_boot)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "cases.csv", got.table.to_csv(index=False))
+    write_text_atomic(out / "metrics.csv", metrics.to_csv(index=False))
+    write_text_atomic(out / "curve.csv", curve.to_csv(index=False))
+    base_auroc = float(metrics.query("model == 'baseline' and metric == 'auroc'")["value"].iloc[0])
+    plot_curve(curve, base_auroc, f"baseline ({baseline.name})", out / "curve.png")
+    summary = {
+        "diffusion_run": str(model), "baseline_run": str(baseline),
+        "splits": [str(p) for p in input], "cases": len(y), "k": rule.k, "t": rule.t,
+        "seconds_per_case": {
+            "diffusion": float(np.mean(got.table["seconds_diffusion"])),
+            "baseline": float(np.mean(got.table["seconds_baseline"])),
+        },
+        "metrics": metrics.to_dict(orient="records"),
+    }  # fmt: skip
+    write_json_atomic(out / "summary.json", summary)
+    typer.echo(metrics.to_string(index=False))
+    typer.echo(f"written to {out}")
