@@ -88,6 +88,10 @@ def load_predictor(model_dir: str | Path, device: str = "auto") -> Predictor:
     """Load a finetuned run (``config.json`` + ``model.safetensors``) for inference."""
     folder = Path(model_dir)
     cfg = load_finetune_config(folder)
+    if cfg.extra.get("head") == "diffusion":  # classifies by denoising error (neurofm.diffusion)
+        from neurofm.diffusion.predictor import load_diffusion_predictor
+
+        return load_diffusion_predictor(folder, cfg, device)
     task = recorded_task(cfg.task, cfg.extra.get(TASK_FILE_KEY), folder / CONFIG)
     model = build_task_model(cfg.model)
     state = load_weights(folder)
