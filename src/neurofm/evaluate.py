@@ -1,4 +1,4 @@
-"""Score a folder of predictions against a split's reference standard (DESIGN.md §1, §9).
+"""Score a folder of predictions against a split's reference standard (docs/tasks.md).
 
 Reads ``<pred>/<case>.txt`` (a number: probability, age in years) or ``<pred>/<case>.nii.gz``
 (a mask) for every case of ``<split>/labels.csv`` and returns tidy per-case rows

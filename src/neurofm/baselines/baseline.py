@@ -1,7 +1,7 @@
 """Prior and hand-feature baselines: fitted on a raw training split, applied to any split.
 
 A :class:`Baseline` reads the raw task layout (``<split>/<case>/<sequence>.nii.gz`` +
-``labels.csv``, DESIGN §9) and writes predictions exactly where and how a model does
+``labels.csv``, docs/architecture.md) and writes predictions exactly where and how a model does
 (``<out>/<case>.txt``, or ``<out>/<case>.nii.gz`` in the input file's shape and affine), so
 :func:`neurofm.evaluate.evaluate_predictions` scores both unchanged.
 

@@ -2,9 +2,10 @@
 
 Sources:
 
-- a benchmark / task-data root (``pretrain/`` and/or ``<task>/<split>/`` with ``labels.csv``,
-  DESIGN.md §9), a single ``<task>`` folder or a single ``<task>/<split>`` folder: the destination
-  mirrors it (``DST/pretrain``, ``DST/<task>/<split>``), carrying sites, labels, ages and masks;
+- a benchmark / task-data root (``pretrain/`` and/or ``<task>/<split>/`` with ``labels.csv``;
+  see docs/architecture.md), a single ``<task>`` folder or a single ``<task>/<split>`` folder:
+  the destination mirrors it (``DST/pretrain``, ``DST/<task>/<split>``), carrying sites,
+  labels, ages and masks;
 - any layout :func:`neurofm.io.layouts.discover` reads (FOMO60K, BIDS, plain NIfTI, DICOM):
   all sessions go to ``DST/<subset>`` (default ``pretrain``).
 

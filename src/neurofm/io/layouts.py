@@ -1,6 +1,7 @@
 """Find the imaging sessions in a folder, whatever real layout it uses, and load them.
 
-Four layouts (DESIGN.md §2): FOMO60K ``[<dataset>/]<subject>/<session>/<sequence>.nii.gz``, BIDS
+Four layouts (see docs/architecture.md): FOMO60K
+``[<dataset>/]<subject>/<session>/<sequence>.nii.gz``, BIDS
 ``sub-*/[ses-*/]anat|dwi/*.nii[.gz]``, a plain folder of NIfTI named by sequence (one session, or
 one folder per case) and DICOM trees (grouped by study and series). Every session maps canonical
 sequence names to a NIfTI path or a :class:`~neurofm.io.dicom.DicomSeries`. Whatever is left out

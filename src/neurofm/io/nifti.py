@@ -1,7 +1,7 @@
 """NIfTI in and out, in neurofm's in-memory convention.
 
 A :class:`Volume` is channel-first ``(C, X, Y, Z)`` float32 in RAS+ voxel order with its 4x4
-affine beside it (DESIGN.md §2). Files are reoriented on load with nibabel's
+affine beside it (docs/architecture.md). Files are reoriented on load with nibabel's
 ``as_closest_canonical`` so nothing later has to guess the orientation.
 """
 

@@ -1,4 +1,4 @@
-"""The labelled task layout of DESIGN.md §9, read and validated in one place.
+"""The labelled task layout of docs/architecture.md, read and validated in one place.
 
 ::
 

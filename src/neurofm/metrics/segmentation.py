@@ -23,7 +23,7 @@ HD95 and ASSD use surface voxels (MONAI's ``compute_hausdorff_distance`` /
   the 95th percentile of the pooled distances;
 - ASSD = mean of the pooled distances of both directions.
 
-Edge cases are the task contract (DESIGN.md §1): both masks empty gives Dice 1, NSD 1, HD95 0,
+Edge cases are the task contract (docs/tasks.md): both masks empty gives Dice 1, NSD 1, HD95 0,
 ASSD 0; exactly one empty gives Dice 0, NSD 0 and HD95 = ASSD = the image diagonal in mm,
 ``sqrt(sum((shape * spacing)^2))`` (:func:`missing_mask_metrics`, also the score of a missing
 prediction). Nothing returns NaN.
@@ -56,7 +56,7 @@ from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import voxel_spacing
 
 NSD_TOLERANCE_MM = 2.0
-"""Default NSD tolerance τ in mm (DESIGN.md §1)."""
+"""Default NSD tolerance τ in mm (docs/tasks.md)."""
 
 SpacingLike = Sequence[float] | np.ndarray | float
 """Voxel size in mm per axis, one number for isotropic voxels, or a 4x4 affine."""

@@ -1,4 +1,6 @@
-"""Backbones, heads, adapters and weight loading for brain-MRI foundation models (DESIGN.md §4).
+"""Backbones, heads, adapters and weight loading for brain-MRI foundation models.
+
+See docs/architecture.md.
 
 Typical use::
 

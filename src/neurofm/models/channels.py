@@ -1,7 +1,7 @@
 """Load pretrained encoder weights into a model whose input has other channels.
 
 Pretraining here sees one sequence at a time (1 input channel), while tasks take 2-4 sequences
-(DESIGN.md §1). Only the first conv (``encoder.stem.conv.weight``, shape ``(F, C, k, k, k)``)
+(docs/tasks.md). Only the first conv (``encoder.stem.conv.weight``, shape ``(F, C, k, k, k)``)
 depends on the channel count, so only it is rebuilt, by this rule:
 
 * a new channel whose sequence occurs in the checkpoint (both sides name their channels; names

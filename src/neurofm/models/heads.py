@@ -1,4 +1,4 @@
-"""Task models: the shared encoder plus one head per task kind (DESIGN.md §1).
+"""Task models: the shared encoder plus one head per task kind (docs/tasks.md).
 
 * classification -> one logit per case, shape ``(B,)`` (apply a sigmoid for a probability);
   with ``head="mil"`` the decoder scores every voxel and the case logit is the mean of the top

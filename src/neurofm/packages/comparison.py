@@ -1,4 +1,4 @@
-"""Several packages, one dataset, identical commands: the leaderboard of DESIGN.md §6.
+"""Several packages, one dataset, identical commands: the leaderboard of docs/packages.md.
 
 Each package is run with :func:`~neurofm.packages.runner.run_package` (integrity check, sandbox,
 validation) on the same split(s), its wall time, CPU time and peak memory are recorded, the

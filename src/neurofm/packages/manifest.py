@@ -253,7 +253,7 @@ class Manifest(_Strict):
 
     @property
     def output_suffix(self) -> str:
-        """File name suffix of one case's output (DESIGN.md §9)."""
+        """File name suffix of one case's output (docs/architecture.md)."""
         return ".nii.gz" if self.outputs.kind == "mask" else ".txt"
 
 
