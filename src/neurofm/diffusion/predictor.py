@@ -27,7 +27,7 @@ from neurofm.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from neurofm.predict import Predictor
 from neurofm.runconfig import FinetuneRunConfig
 from neurofm.runfiles import CONFIG, WEIGHTS, load_weights
-from neurofm.tasks import get_task
+from neurofm.task_text import TASK_FILE_KEY, recorded_task
 
 HEAD = "diffusion"
 
@@ -113,5 +113,5 @@ def load_diffusion_predictor(
         )
     dev = select_device(device)
     net.to(dev)
-    task = get_task(cfg.task)
+    task = recorded_task(cfg.task, cfg.extra.get(TASK_FILE_KEY), folder / CONFIG)
     return DiffusionPredictor(net, task, cfg, dev, schedule, rule)  # type: ignore[arg-type]
