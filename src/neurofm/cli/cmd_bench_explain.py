@@ -23,7 +23,10 @@ def explain_bench(
     from neurofm.explain.bench import run_explain_bench
     from neurofm.predict import load_predictor
 
-    result = run_explain_bench(load_predictor(model, device), case, repeats)
+    result = {
+        "model": str(model),
+        **run_explain_bench(load_predictor(model, device), case, repeats),
+    }
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result["seconds"]))
     typer.echo(f"written to {out}")

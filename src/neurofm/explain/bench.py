@@ -60,5 +60,6 @@ def run_explain_bench(predictor: Predictor, case_dir: Path, repeats: int = 5) ->
             "torch_threads": torch.get_num_threads(),
             "processor": platform.processor() or platform.machine(),
             "device": str(predictor.device),
+            "load_average_1min": os.getloadavg()[0],  # the machine is shared: context
         },
     }
