@@ -179,3 +179,16 @@ def test_bad_method_layer_and_empty_region_are_one_line_errors(
     err = capsys.readouterr().err
     assert "empty region" in err and case.name in err
     assert not out.exists() and not list(tmp_path.glob(".maps.tmp-*"))
+
+
+def test_bench_explain_writes_timings(tiny_benchmark: Path, tmp_path: Path) -> None:
+    model = make_run(tmp_path / "run", "infarct")
+    out = tmp_path / "explain.json"
+    case = first_case(tiny_benchmark, "infarct")
+    args = ["bench", "explain", "--model", str(model), "--case", str(case), "--out", str(out)]
+    assert run(*args, "--repeats", "1") == 0
+    result = json.loads(out.read_text())
+    assert set(result["seconds"]) == {"gradcam", "all_gradient_cams_all_stages", "road_5_fractions"}
+    assert all(v > 0 for v in result["seconds"].values())
+    assert result["road_fractions"] == [0.02, 0.05, 0.1, 0.2, 0.4]
+    assert result["model"] == str(model) and result["model_input_shape"] == [1, 4, 32, 32, 32]
