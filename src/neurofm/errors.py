@@ -2,7 +2,8 @@
 
 Every message names the offending file (or object) and the problem, e.g.
 ``NeuroFMError(path, "4D image where a 3D volume is expected")`` renders as
-``sub-01/flair.nii.gz: 4D image where a 3D volume is expected``.
+``sub-01/flair.nii.gz: 4D image where a 3D volume is expected``. Multi-line problems (parser
+messages) are joined into one line with ``; ``.
 """
 
 from __future__ import annotations
@@ -15,5 +16,6 @@ class NeuroFMError(Exception):
 
     def __init__(self, where: str | Path | None, problem: str) -> None:
         self.where = str(where) if where is not None else None
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+        # one line whatever the source (YAML and pydantic messages span several)
+        self.problem = "; ".join(ln.strip() for ln in problem.splitlines() if ln.strip())
+        super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)

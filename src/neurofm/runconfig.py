@@ -115,7 +115,9 @@ class FinetuneRunConfig:
                 best={str(k): float(v) for k, v in (data.get("best") or {}).items()},
                 extra={k: v for k, v in data.items() if k not in known},
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except NeuroFMError as exc:  # a nested config's check: say which file it came from
+            raise NeuroFMError(where, str(exc)) from exc
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             problem = f"finetuned run config is incomplete or malformed ({exc!r})"
             raise NeuroFMError(where, problem) from exc
 
@@ -171,7 +173,9 @@ class PretrainRunConfig:
                 steps=_opt_int(data.get("steps")),
                 extra={k: v for k, v in data.items() if k not in known},
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except NeuroFMError as exc:  # a nested config's check: say which file it came from
+            raise NeuroFMError(where, str(exc)) from exc
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             problem = f"pretraining run config is incomplete or malformed ({exc!r})"
             raise NeuroFMError(where, problem) from exc
 

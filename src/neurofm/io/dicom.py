@@ -29,6 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -129,7 +130,12 @@ def scan_dicom_files(files: Iterable[Path]) -> tuple[list[DicomSeries], list[str
             sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "?"))
             notes.append(f"{path}: non-image DICOM object ({sop}) ignored")
             continue
-        groups[(str(ds.SeriesInstanceUID), diffusion_b_value(ds))].append((path, ds))
+        try:
+            b_value = diffusion_b_value(ds)
+            int(ds.get("SeriesNumber", 0) or 0)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise NeuroFMError(path, f"unreadable DiffusionBValue or SeriesNumber ({exc})") from exc
+        groups[(str(ds.SeriesInstanceUID), b_value)].append((path, ds))
     series: list[DicomSeries] = []
     for (uid, b_value), members in groups.items():
         ds = members[0][1]
@@ -165,6 +171,7 @@ def _read_image(path: Path) -> Dataset:
     missing = [k for k in _GEOMETRY if k not in ds]
     if missing:
         raise NeuroFMError(path, f"DICOM image lacks {', '.join(missing)} (no patient geometry)")
+    _check_header(path, ds)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise NeuroFMError(path, f"colour DICOM ({ds.SamplesPerPixel} samples per pixel)")
     try:
@@ -176,10 +183,41 @@ def _read_image(path: Path) -> Dataset:
     return ds
 
 
+def _numbers(
+    path: Path, ds: Dataset, key: str, count: int, *, positive: bool = False
+) -> list[float]:
+    """Header field ``key`` as ``count`` finite numbers, or a NeuroFMError naming file and field."""
+    value = getattr(ds, key, None)
+    items: list[Any] = list(value) if isinstance(value, list | tuple | MultiValue) else [value]
+    try:
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError, OverflowError):
+        numbers = []
+    if len(numbers) != count or not all(np.isfinite(numbers)):
+        raise NeuroFMError(path, f"{key} {value!r} is not {count} finite number(s)")
+    if positive and min(numbers) <= 0:
+        raise NeuroFMError(path, f"{key} {value!r} must be positive")
+    return numbers
+
+
+def _check_header(path: Path, ds: Dataset) -> None:
+    """The fields the volume is built from must be numbers of the right count and sign."""
+    _numbers(path, ds, "ImagePositionPatient", 3)
+    iop = np.asarray(_numbers(path, ds, "ImageOrientationPatient", 6))
+    if np.linalg.norm(np.cross(iop[:3], iop[3:])) < 0.5:  # unit and orthogonal, within reason
+        raise NeuroFMError(path, f"ImageOrientationPatient {list(iop)} is not two orthogonal axes")
+    _numbers(path, ds, "PixelSpacing", 2, positive=True)
+    for key in ("Rows", "Columns"):
+        _numbers(path, ds, key, 1, positive=True)
+    for key in ("RescaleSlope", "RescaleIntercept", "SamplesPerPixel"):
+        if key in ds:
+            _numbers(path, ds, key, 1)
+
+
 def _check_consistent(paths: Sequence[Path], datasets: Sequence[Dataset]) -> None:
     ref, ref_name = datasets[0], paths[0].name
     for path, ds in zip(paths[1:], datasets[1:], strict=True):
-        if ds.SeriesInstanceUID != ref.SeriesInstanceUID:
+        if ds.get("SeriesInstanceUID") != ref.get("SeriesInstanceUID"):
             raise NeuroFMError(path, f"belongs to another series than {ref_name}")
         if (ds.Rows, ds.Columns) != (ref.Rows, ref.Columns):
             raise NeuroFMError(
@@ -244,15 +282,20 @@ def read_dicom_series(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarr
         datasets = [datasets[index.index(i)] for i in range(len(datasets))]
     else:
         spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
-    array = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in datasets])
-    vol = hd.Volume.from_attributes(
-        array=array.astype(np.float32),
-        image_position=datasets[0].ImagePositionPatient,
-        image_orientation=first.ImageOrientationPatient,
-        pixel_spacing=first.PixelSpacing,
-        spacing_between_slices=spacing,
-        coordinate_system="PATIENT",
-    )
+    try:  # headers were checked field by field; this catches combinations pydicom rejects
+        array = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in datasets])
+        vol = hd.Volume.from_attributes(
+            array=array.astype(np.float32),
+            image_position=datasets[0].ImagePositionPatient,
+            image_orientation=first.ImageOrientationPatient,
+            pixel_spacing=first.PixelSpacing,
+            spacing_between_slices=spacing,
+            coordinate_system="PATIENT",
+        )
+    except (ValueError, TypeError, ArithmeticError, AttributeError, IndexError) as exc:
+        raise NeuroFMError(
+            paths[0].parent, f"DICOM series cannot be assembled ({type(exc).__name__}: {exc})"
+        ) from exc
     affine_lps = np.asarray(vol.affine, dtype=np.float64)  # (slice, row, column) -> LPS
     img = nib.as_closest_canonical(nib.Nifti1Image(vol.array, _LPS_TO_RAS @ affine_lps))
     data = np.asarray(img.dataobj, dtype=np.float32)
