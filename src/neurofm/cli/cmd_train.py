@@ -122,6 +122,7 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
+    from neurofm.tasks import get_task
     from neurofm.train.finetuning import finetune
 
     options: dict[str, Any] = {
@@ -136,6 +137,6 @@ def finetune_cmd(
         res = finetune(data, out, settings, dist, resume=resume)
         if dist.is_main:
             typer.echo(
-                f"finetuned {task} for {res.steps} steps in {res.seconds:.0f}s, best "
+                f"finetuned {get_task(task).name} for {res.steps} steps in {res.seconds:.0f}s, best "
                 f"{res.best} at step {res.best_step} -> {out}"
             )
