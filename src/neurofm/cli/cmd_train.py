@@ -137,6 +137,6 @@ def finetune_cmd(
         res = finetune(data, out, settings, dist, resume=resume)
         if dist.is_main:
             typer.echo(
-                f"finetuned {get_task(task).name} for {res.steps} steps in {res.seconds:.0f}s, best "
-                f"{res.best} at step {res.best_step} -> {out}"
+                f"finetuned {get_task(task).name} for {res.steps} steps in {res.seconds:.0f}s, "
+                f"best {res.best} at step {res.best_step} -> {out}"
             )
