@@ -145,5 +145,6 @@ def finetune_diffusion(
     if dist.is_main:
         run.steps = result.steps
         run.best = dict(result.last)
+        run.extra[HEAD]["train_seconds"] = result.seconds
         write_model_files(out, load_weights(out / "checkpoints" / "last"), run)
     return result
