@@ -52,3 +52,32 @@ def tiny_prepared(tiny_benchmark: Path) -> Path:
         tiny_benchmark, dst, params=PreprocessParams(spacing=(8.0, 8.0, 8.0)), show_progress=False
     )
     return dst
+
+
+TINY_RECIPE = """
+name = "tiny-test"
+[seeds]
+development = [0, 1]
+confirmation = [7, 8]
+[benchmark]
+preset = "tiny"
+spacing = 8.0
+[pretrain]
+steps = 4
+contrastive_batch = 4
+reconstruction_batch = 2
+[finetune]
+steps = 4
+segmentation_steps = 4
+patience = 2
+[tasks.infarct]
+objective = "mae"
+head = "mil"
+[tasks.meningioma]
+objective = "mae"
+[tasks.brain_age]
+objective = "contrastive"
+[evaluation]
+n_boot = 200
+"""
+"""A study recipe that runs in minutes on the tiny benchmark (study tests)."""

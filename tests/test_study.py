@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from conftest import TINY_RECIPE
 from neurofm.errors import NeuroFMError
 from neurofm.study.analysis import (
     IN_DOMAIN,
@@ -25,35 +26,8 @@ from neurofm.study.grid import make_grid
 from neurofm.study.recipe import load_recipe, parse_recipe
 from neurofm.study.study import CONFIRMATION, DEVELOPMENT, check_folder, check_shots, choose_seeds
 
-TINY = """
-name = "tiny-test"
-[seeds]
-development = [0, 1]
-confirmation = [7, 8]
-[benchmark]
-preset = "tiny"
-spacing = 8.0
-[pretrain]
-steps = 4
-contrastive_batch = 4
-reconstruction_batch = 2
-[finetune]
-steps = 4
-segmentation_steps = 4
-patience = 2
-[tasks.infarct]
-objective = "mae"
-head = "mil"
-[tasks.meningioma]
-objective = "mae"
-[tasks.brain_age]
-objective = "contrastive"
-[evaluation]
-n_boot = 200
-"""
 
-
-def _recipe(tmp_path: Path, text: str = TINY, name: str = "r.toml") -> Path:
+def _recipe(tmp_path: Path, text: str = TINY_RECIPE, name: str = "r.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
@@ -64,8 +38,10 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
     assert set(builtin.development).isdisjoint(builtin.confirmation)
     assert builtin.task("brain_age").objective == "contrastive"
     a = load_recipe(_recipe(tmp_path))
-    b = load_recipe(_recipe(tmp_path, "# a comment\n" + TINY, "b.toml"))
-    c = load_recipe(_recipe(tmp_path, TINY.replace("n_boot = 200", "n_boot = 201"), "c.toml"))
+    b = load_recipe(_recipe(tmp_path, "# a comment\n" + TINY_RECIPE, "b.toml"))
+    c = load_recipe(
+        _recipe(tmp_path, TINY_RECIPE.replace("n_boot = 200", "n_boot = 201"), "c.toml")
+    )
     assert a.hash == b.hash
     assert a.hash != c.hash
 
@@ -85,7 +61,7 @@ def test_bad_recipes_are_one_line_errors(
     tmp_path: Path, edit: tuple[str, str], message: str
 ) -> None:
     with pytest.raises(NeuroFMError, match=message):
-        load_recipe(_recipe(tmp_path, TINY.replace(*edit)))
+        load_recipe(_recipe(tmp_path, TINY_RECIPE.replace(*edit)))
 
 
 def test_seed_split_is_enforced() -> None:
@@ -104,7 +80,9 @@ def test_seed_split_is_enforced() -> None:
 
 def test_recipe_is_frozen_once_confirmation_results_exist(tmp_path: Path) -> None:
     r1 = load_recipe(_recipe(tmp_path))
-    r2 = load_recipe(_recipe(tmp_path, TINY.replace("n_boot = 200", "n_boot = 300"), "r2.toml"))
+    r2 = load_recipe(
+        _recipe(tmp_path, TINY_RECIPE.replace("n_boot = 200", "n_boot = 300"), "r2.toml")
+    )
     out = tmp_path / "study"
     assert check_folder(out, r1, CONFIRMATION) is None
     out.mkdir()

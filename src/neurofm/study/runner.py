@@ -29,7 +29,7 @@ from neurofm.io.splits import list_splits
 from neurofm.models import TaskModelConfig
 from neurofm.predict import load_predictor, predict_case_dir
 from neurofm.pretrain.objectives import get_objective
-from neurofm.runfiles import load_config
+from neurofm.runfiles import load_run_config
 from neurofm.study.analysis import ROW_COLUMNS
 from neurofm.study.grid import Grid, Unit
 from neurofm.study.recipe import Recipe
@@ -45,7 +45,7 @@ def reusable(run: Path, recipe: dict[str, Any]) -> bool:
     """True when ``run`` finished with ``recipe``; a finished run with another is refused."""
     if not (run / "model.safetensors").exists():
         return False
-    made = load_config(run).get("recipe", {})
+    made = dict(load_run_config(run).recipe)
     diff = {k: (made.get(k), v) for k, v in recipe.items() if made.get(k) != v}
     if diff:
         shown = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(diff.items())[:3])
@@ -232,8 +232,23 @@ class SeedRun:
             raise NeuroFMError(self.raw / task / "train" / "labels.csv", "needs a site column")
         return set(labels["site"])
 
+    def check_recipe(self) -> None:
+        """Refuse a seed folder made with another recipe (its scored rows would be stale)."""
+        stamp = self.root / "recipe-hash.txt"
+        if stamp.exists():
+            made = stamp.read_text().strip()
+            if made != self.recipe.hash:
+                raise NeuroFMError(
+                    self.root, f"finished with other settings (recipe {made}, now "
+                    f"{self.recipe.hash}); rerun with --overwrite or use a new folder",
+                )  # fmt: skip
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(stamp, self.recipe.hash + "\n")
+
     def run(self, grid: Grid) -> pd.DataFrame:
         """Every unit of the grid for this seed; rows of all of them."""
+        self.check_recipe()
         self.prepare_data()
         frames = [self.unit_rows(u) for u in grid.units(self.recipe)]
         return pd.concat(frames, ignore_index=True)
