@@ -120,6 +120,12 @@ def test_diffusion_head_trains_predicts_and_explains(
     img, ref = nib.load(maps / f"{cases[0]}_error_diff.nii.gz"), nib.load(first)
     assert img.shape == ref.shape and np.allclose(img.affine, ref.affine)  # type: ignore[attr-defined]
     assert (maps / "localisation.csv").is_file()
+    bench = tmp_path / "bench.json"
+    assert cli("bench", "diffusion", "--model", run, "--input", split, "--cases", "1",
+               "--out", bench) == 0  # fmt: skip
+    result = json.loads(bench.read_text())
+    assert result["k"] == 1 and result["t"] == 2 and result["network_evaluations_per_case"] == 4
+    assert result["train_seconds"] > 0 and result["predict_seconds_per_case"] > 0
 
 
 @pytest.mark.slow
