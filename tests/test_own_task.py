@@ -16,7 +16,13 @@ from sklearn.metrics import roc_auc_score
 import neurofm.tasks
 from neurofm.cli import main
 from neurofm.errors import NeuroFMError
-from neurofm.task_text import check_task, same_task, task_file_text, task_to_toml
+from neurofm.task_text import (
+    check_task,
+    same_task,
+    task_file_text,
+    task_record,
+    task_to_toml,
+)
 from neurofm.tasks import TASKS, get_task, known_tasks, load_task_file
 
 torch.set_num_threads(1)
@@ -38,6 +44,14 @@ def test_builtin_tasks_write_back_to_the_same_facts(name: str, tmp_path: Path) -
     path = tmp_path / f"{name}.toml"
     path.write_text(task_to_toml(TASKS[name]))
     assert same_task(load_task_file(path), TASKS[name])
+
+
+def test_only_a_user_task_is_recorded() -> None:
+    assert all(task_record(spec) is None for spec in TASKS.values())
+    assert (
+        task_record(get_task(EXAMPLE / "any_lesion.toml"))
+        == (EXAMPLE / "any_lesion.toml").read_text()
+    )
 
 
 def test_the_recorded_text_is_the_users_file_while_it_says_the_same(tmp_path: Path) -> None:

@@ -160,6 +160,7 @@ def test_evaluate_cli_writes_strata_and_warns(tmp_path: Path) -> None:
     assert "labels.csv: scanner: stratum B (model) has 4 case(s)" in res.output
     summary = json.loads((out / "summary.json").read_text())
     assert [s["stratum"] for s in summary["strata"]] == ["(all)", "A", "B"]
+    assert summary["strata"][2]["ci_low"] is None  # no interval: null, not NaN
 
 
 def test_target_column_absent_is_one_line_exit_2(

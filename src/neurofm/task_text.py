@@ -1,4 +1,4 @@
-"""A task file's text travels with what was made for the task: a run's ``config.json``
+"""A user task file's text travels with what was made for the task: a run's ``config.json``
 (``task_file``) and a package (``task.toml``).
 
 A user's task is known only from its file, and the file stays on the machine where it was
@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from neurofm.errors import NeuroFMError
-from neurofm.tasks import TaskLike, TaskSpec, get_task, parse_task, use_task
+from neurofm.tasks import TASKS, TaskLike, TaskSpec, get_task, parse_task, use_task
 
 TASK_FILE_KEY = "task_file"
 """The run config key holding the task file's text."""
@@ -70,6 +70,16 @@ def task_file_text(spec: TaskSpec) -> str:
         except (tomllib.TOMLDecodeError, NeuroFMError):
             pass  # the file changed since it was read: record the facts in use
     return task_to_toml(spec)
+
+
+def task_record(spec: TaskSpec) -> str | None:
+    """The task file text a run or package keeps: a user task's, None for a built-in task.
+
+    A built-in task is known wherever neurofm is installed, and recording its text would tie
+    old runs to facts a later version may correct (a recorded copy that differs from the
+    built-in of the same name is refused).
+    """
+    return None if spec.name in TASKS else task_file_text(spec)
 
 
 def same_task(a: TaskSpec, b: TaskSpec) -> bool:

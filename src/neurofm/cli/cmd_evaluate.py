@@ -75,7 +75,7 @@ def evaluate(
             for r in pooled.itertuples()
         },
         "by_site": summary.to_dict(orient="records"),
-        "strata": strata.to_dict(orient="records"),
+        "strata": strata.astype(object).where(strata.notna(), None).to_dict(orient="records"),
         "min_stratum_cases": min_stratum,
     }
     write_text_atomic(files[2], json.dumps(payload, indent=2))

@@ -30,7 +30,7 @@ from neurofm.packages.manifest import (
     parse_manifest,
 )
 from neurofm.packages.runner import execute, find_cases
-from neurofm.task_text import TASK_FILE_NAME, check_task, task_file_text
+from neurofm.task_text import TASK_FILE_NAME, check_task, task_record
 from neurofm.tasks import TaskLike, TaskSpec, get_task
 
 WEIGHTS = "model.safetensors"
@@ -129,8 +129,9 @@ def build_package(
         (tmp / MODEL_DIR).mkdir()
         for f in (WEIGHTS, CONFIG):
             shutil.copyfile(run_dir / f, tmp / MODEL_DIR / f)
-        # the task file travels with the package, so it runs where the file does not exist
-        (tmp / TASK_FILE_NAME).write_text(task_file_text(predictor.task), encoding="utf-8")
+        # a user's task file travels with the package, so it runs where the file does not exist
+        if (task_text := task_record(predictor.task)) is not None:
+            (tmp / TASK_FILE_NAME).write_text(task_text, encoding="utf-8")
         manifest_data: dict[str, Any] = {
             "id": pkg_id or _slug(run_dir.name, run_task),
             "name": name or f"{run_dir.name} ({run_task})",

@@ -48,7 +48,7 @@ from neurofm.runfiles import (
     load_weights,
     write_model_files,
 )
-from neurofm.task_text import TASK_FILE_KEY, task_file_text
+from neurofm.task_text import TASK_FILE_KEY, task_record
 from neurofm.tasks import TaskSpec, get_task
 from neurofm.train.batches import batch_stream
 from neurofm.train.distributed import DistInfo
@@ -284,7 +284,7 @@ def finetune(
         val_cases=val_ids,
         code_revision=code_revision(),
         data_fingerprint=data_fingerprint([subset]),
-        extra={TASK_FILE_KEY: task_file_text(task)},
+        extra={TASK_FILE_KEY: text} if (text := task_record(task)) else {},
     )
     loop = LoopConfig(
         steps=s.steps,
