@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from neurofm.cli import app, main
 from neurofm.evaluate import evaluate_predictions, evaluate_strata
 from neurofm.metrics.registry import METRICS
+from neurofm.report.strata import strata_page
 from neurofm.stats.strata import (
     MISSING,
     below,
@@ -161,6 +162,13 @@ def test_evaluate_cli_writes_strata_and_warns(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert [s["stratum"] for s in summary["strata"]] == ["(all)", "A", "B"]
     assert summary["strata"][2]["ci_low"] is None  # no interval: null, not NaN
+    page = strata_page(out)
+    assert page is not None and page.filename == "strata.html"
+    (table,) = page.context["tables"]
+    assert (table.column, table.overall.n_cases) == ("scanner", 24)
+    assert [(r.stratum, r.n_cases, r.status) for r in table.rows] == [
+        ("A", 20, strata["status"][1]), ("B", 4, "too_few")
+    ]  # fmt: skip
 
 
 def test_target_column_absent_is_one_line_exit_2(
