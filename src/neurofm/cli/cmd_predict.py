@@ -22,7 +22,7 @@ def predict(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     overwrite: bool = typer.Option(False, help="replace existing predictions"),
 ) -> None:
-    """Predict every case under INPUT into OUTPUT (docs/architecture.md file names)."""
+    """Predict every case under INPUT into OUTPUT as <case>.txt or <case>.nii.gz."""
     from neurofm.atomic import disk_full_guard, remove_on_failure
     from neurofm.locks import folder_lock
     from neurofm.predict import load_predictor, predict_case_dir
