@@ -111,7 +111,7 @@ class Verdict:
     def entropy(self) -> float:
         """Entropy of the vote shares in bits."""
         p = self.vote_share[self.vote_share > 0]
-        return float(-(p * np.log2(p)).sum())
+        return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: a unanimous vote is 0.0, not -0.0
 
     @property
     def mean_gap(self) -> float:
