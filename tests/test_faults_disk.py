@@ -104,6 +104,7 @@ def test_prepare_on_full_disk_then_same_command_completes(
     assert len(PreparedDataset(sub)) == 6 and _leftovers(dst) == []
 
 
+@pytest.mark.slow  # two pretraining runs (15 s idle, 90 s on the loaded shared machine)
 def test_checkpoint_on_full_disk_then_resume_completes(
     source: Path, tmp_path: Path, small_disk: SmallDisk, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -153,3 +154,59 @@ def test_cli_maps_unguarded_enospc_to_one_line(
     assert code == 2
     expected = f"error: {tmp_path / 'somewhere'}: disk full (no space left on device); free "
     assert err == expected + "space and run again", err
+
+
+@pytest.mark.slow  # the tiny benchmark, a finetune and two predicts
+def test_predict_on_full_disk_adds_nothing_then_same_command_completes(
+    tiny_prepared: Path,
+    tiny_benchmark: Path,
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    args = ["--task", "infarct", "--out", run, *FAST, "--input-size", "32"]
+    assert _cli(capsys, "finetune", tiny_prepared, *args)[0] == 0
+    split = tiny_benchmark / "infarct" / "test"
+    cases = sorted(p.name for p in split.iterdir() if p.is_dir())
+    assert len(cases) > 3
+    out = small_disk.path / "preds"
+    st = os.statvfs(small_disk.path)
+    filler = small_disk.path / "filler"  # leaves room for the lock file and two predictions
+    filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 3 * st.f_frsize))
+    predict = ["predict", "--task", "infarct", "--model", run, "--input", split, "--output", out]
+    code, err = _cli(capsys, *predict)
+    assert code == 2
+    expected = f"error: {out}: disk full (no space left on device); free space and run the same "
+    assert err == expected + "command again", err
+    assert sorted(p.name for p in out.iterdir()) == []  # this run's predictions were rolled back
+    assert not lock_path(out).exists()
+    filler.unlink()
+    code, err = _cli(capsys, *predict)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [f"{c}.txt" for c in cases]
+
+
+@pytest.mark.slow  # two report builds: about a minute on a loaded 2-core machine
+def test_report_on_full_disk_leaves_nothing_then_same_command_completes(
+    tmp_path: Path, small_disk: SmallDisk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_report import write_results_folder
+
+    run = write_results_folder(tmp_path / "run", n_per_site=4, tasks=("brain_age",))
+    out = small_disk.path / "report"
+    st = os.statvfs(small_disk.path)
+    filler = small_disk.path / "filler"  # 16 kB left: the report's first files fit, not all
+    filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 4 * st.f_frsize))
+    args = ["report", run / "results", "--out", out, "--n-boot", "100"]
+    code, err = _cli(capsys, *args)
+    assert code == 2
+    expected = f"error: {out}: disk full (no space left on device); free space and run the same "
+    assert err == expected + "command again", err
+    assert sorted(p.name for p in small_disk.path.iterdir()) == ["filler"]  # no half report
+    filler.unlink()
+    small_disk.grow("64m")  # a whole report needs more than the 1 MB tmpfs
+    code, err = _cli(capsys, *args)
+    assert code == 0, err
+    assert (out / "index.html").is_file()

@@ -25,6 +25,7 @@ def report(
 ) -> None:
     """Write a self-contained HTML report (leaderboards, plots, 3D case viewer, and subgroups
     when the results folder has evaluate's strata.csv); print its path."""
+    from neurofm.atomic import disk_full_guard
     from neurofm.report import build_report
     from neurofm.report.inputs import find_results_dir
     from neurofm.report.strata import strata_page
@@ -33,8 +34,9 @@ def report(
     for t in task:  # a loaded task file is known by its name in the results table
         get_task(t)
     page = strata_page(find_results_dir(run_or_results))
-    index = build_report(
-        run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed,
-        extra_pages=[page] if page is not None else [],
-    )  # fmt: skip
+    with disk_full_guard(out):  # the report is built beside OUT: name OUT, not the temp folder
+        index = build_report(
+            run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed,
+            extra_pages=[page] if page is not None else [],
+        )  # fmt: skip
     typer.echo(str(index.resolve()))
