@@ -70,7 +70,8 @@ def plan(
     write_plan(curve, result, out, task)
     f = result.fit
     typer.echo(
-        f"{curve.metric} = {f['c']:.4g} - {f['a']:.4g} * n^-{f['b']:.3g}  "
+        f"{curve.metric} = {f['c']:.4g} {'-' if f['a'] >= 0 else '+'} {abs(f['a']):.4g} "
+        f"* n^-{f['b']:.3g}  "
         f"(asymptote 95% CI {result.asymptote_ci[0]:.4g}..{result.asymptote_ci[1]:.4g}; "
         f"early slope {result.early_slope:+.4g} per doubling)"
     )
