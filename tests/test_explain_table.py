@@ -37,6 +37,7 @@ def test_summary_means_and_shared_case_resampling() -> None:
     assert "| pre | x | 3 | 0.800 [" in markdown(rows)
 
 
+@pytest.mark.slow  # maps of a trained and a re-initialised model, ROAD, a CAManim: ~20-80 s
 def test_explain_table_command_writes_table_and_page(tiny_benchmark: Path, tmp_path: Path) -> None:
     from test_explain_cli import make_run
 
