@@ -25,6 +25,7 @@ from neurofm.study.analysis import (
 from neurofm.study.grid import make_grid
 from neurofm.study.recipe import load_recipe, parse_recipe
 from neurofm.study.study import CONFIRMATION, DEVELOPMENT, check_folder, check_shots, choose_seeds
+from neurofm.tasks import get_task
 
 
 def _recipe(tmp_path: Path, text: str = TINY_RECIPE, name: str = "r.toml") -> Path:
@@ -197,3 +198,19 @@ def test_arms_scored_on_different_cases_are_refused() -> None:
     rows = rows[~((rows.arm == "bad") & (rows.case == "sitea_3"))]
     with pytest.raises(NeuroFMError, match="same seeds and cases"):
         compare(rows, [Pair("infarct", OUT_OF_DOMAIN, "good", "bad", "ssl")], 50, 0)
+
+
+def test_a_task_of_your_own_joins_the_grid_from_its_file(tmp_path: Path) -> None:
+    task_file = Path(__file__).parents[1] / "docs" / "examples" / "any_lesion" / "any_lesion.toml"
+    recipe_file = _recipe(
+        tmp_path, TINY_RECIPE + '[tasks.any_lesion]\nobjective = "mae"\nhead = "linear"\n'
+    )
+    with pytest.raises(NeuroFMError, match="unknown task"):
+        text = TINY_RECIPE.replace("[tasks.infarct]", "[tasks.glioma]")
+        load_recipe(_recipe(tmp_path, text, "glioma.toml"))
+    get_task(str(task_file))  # as `neurofm study --tasks FILE` does before reading the recipe
+    recipe = load_recipe(recipe_file)
+    grid = make_grid(["scratch", "prior"], ["tiny"], ["all"], [str(task_file)], recipe)
+    assert grid.tasks == ("any_lesion",)
+    with pytest.raises(NeuroFMError, match="no hand-feature rule"):
+        make_grid(["scratch", "hand"], ["tiny"], ["all"], [str(task_file)], recipe)

@@ -220,6 +220,11 @@ def fit_baseline(
         )
     if name not in BASELINES:
         raise NeuroFMError(None, f"unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+    if name == "hand" and get_task(task).name not in FEATURE_SEQUENCES:
+        raise NeuroFMError(
+            None, f"no hand-feature rule for task {get_task(task).name!r} (there is one for "
+            f"{', '.join(FEATURE_SEQUENCES)})",
+        )  # fmt: skip
     spec = get_task(task)
     where = Path(train_dir)
     split = read_split(where, spec.name)

@@ -26,7 +26,9 @@ def study(
     ),
     backbones: str | None = typer.Option(None, help="backbone presets (default: the recipe's)"),
     shots: str = typer.Option("all", help="training cases per task, e.g. 5,10,all"),
-    tasks: str = typer.Option("infarct,meningioma,brain_age", help="tasks to run"),
+    tasks: str = typer.Option(
+        "infarct,meningioma,brain_age", help="task names or task files (docs/tasks.md)"
+    ),
     data: Path | None = typer.Option(
         None, help="your labelled data in the task layout (default: synthetic benchmark per seed)"
     ),
@@ -41,13 +43,15 @@ def study(
     from neurofm.study.grid import make_grid, parse_list
     from neurofm.study.recipe import load_recipe
     from neurofm.study.study import run_study
+    from neurofm.tasks import get_task
 
+    task_list = [get_task(t).name for t in parse_list(tasks, "tasks")]  # task files register
     rec = load_recipe(recipe)
     grid = make_grid(
         parse_list(arms, "arms"),
         parse_list(backbones, "backbones") if backbones else [rec.backbone],
         parse_list(shots, "shots"),
-        parse_list(tasks, "tasks"),
+        task_list,
         rec,
     )
     seed_list = None

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from neurofm.baselines.baseline import FEATURE_SEQUENCES
 from neurofm.errors import NeuroFMError
 from neurofm.models import get_preset
 from neurofm.study.recipe import OBJECTIVES, Recipe
-from neurofm.tasks import TASKS
+from neurofm.tasks import get_task
 
 MODEL_ARMS = ("scratch", "pretrained", *OBJECTIVES)
 """Arms that finetune a network."""
@@ -128,9 +129,13 @@ def make_grid(
             raise NeuroFMError(None, f"unknown arm {arm!r} (known: {', '.join(ARMS)})")
     for b in backbones:
         get_preset(b)  # one-line error for an unknown preset
-    for t in tasks:
-        if t not in TASKS:
-            raise NeuroFMError(None, f"unknown task {t!r} (known: {', '.join(TASKS)})")
+    names = [get_task(t).name for t in tasks]  # a name or a task file (registers it)
+    ruleless = [t for t in names if t not in FEATURE_SEQUENCES]
+    if "hand" in arms and ruleless:
+        raise NeuroFMError(
+            None, f"arm hand: no hand-feature rule for {ruleless}; leave hand out of --arms"
+        )
+    for t in names:
         if t not in recipe.tasks:
             raise NeuroFMError(recipe.source, f"no [tasks.{t}] section for task {t}")
     counts: list[int | None] = []
@@ -149,5 +154,5 @@ def make_grid(
         tuple(dict.fromkeys(arms)),
         tuple(dict.fromkeys(backbones)),
         tuple(dict.fromkeys(counts)),
-        tuple(dict.fromkeys(tasks)),
+        tuple(dict.fromkeys(names)),
     )

@@ -21,7 +21,7 @@ from typing import Any, get_args
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind
 from neurofm.synth import SHIFTS
-from neurofm.tasks import TASKS
+from neurofm.tasks import known_tasks
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
@@ -145,8 +145,12 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
         raise NeuroFMError(where, "[tasks.<name>] sections are required")
     out: dict[str, TaskRecipe] = {}
     for task, spec in body.items():
-        if task not in TASKS:
-            raise NeuroFMError(where, f"unknown task [tasks.{task}] (known: {', '.join(TASKS)})")
+        if task not in known_tasks():
+            known = ", ".join(known_tasks())
+            raise NeuroFMError(
+                where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
+                "known once its file is given in --tasks)",
+            )  # fmt: skip
         if not isinstance(spec, dict) or set(spec) - {"objective", "head"}:
             raise NeuroFMError(where, f"[tasks.{task}] takes objective and head only")
         objective = spec.get("objective", "mae")
