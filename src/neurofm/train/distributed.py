@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from neurofm.errors import NeuroFMError
+from neurofm.device import select_device
 
 
 @dataclass(frozen=True)
@@ -31,19 +31,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:<local_rank>`` when CUDA is available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise NeuroFMError(None, "--device cuda requested but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise NeuroFMError(None, f"unknown device {name!r} (use auto, cpu or cuda)")
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
