@@ -32,6 +32,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from neurofm.atomic import write_text_atomic
 from neurofm.baselines import features
+from neurofm.data.preprocess import to_file_order
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import load_nifti, load_volume, save_nifti
 from neurofm.io.splits import Case, read_case_dir, read_split
@@ -60,16 +61,6 @@ def _file_geometry(path: Path) -> tuple[tuple[int, int, int], np.ndarray]:
     assert isinstance(img, nib.Nifti1Image | nib.Nifti2Image)
     x, y, z = (int(s) for s in img.shape[:3])
     return (x, y, z), np.asarray(img.affine, dtype=np.float64)
-
-
-def _to_file_order(
-    array: np.ndarray, ras_affine: np.ndarray, file_affine: np.ndarray
-) -> np.ndarray:
-    """Undo ``load_nifti``'s reorientation to RAS+ so a mask lies on the file's voxel grid."""
-    ras = nib.orientations.io_orientation(ras_affine)
-    target = nib.orientations.io_orientation(file_affine)
-    transform = nib.orientations.ornt_transform(ras, target)
-    return np.asarray(nib.orientations.apply_orientation(array, transform))
 
 
 def _channels(case: Case, task: str) -> tuple[list[np.ndarray], np.ndarray]:
@@ -120,7 +111,7 @@ class Baseline:
                 return np.zeros(shape, dtype=np.uint8), file_affine
             z, head, ras_affine = _dwi_z(case)
             mask = features.threshold_segment(z, head, self.params["threshold"])
-            return _to_file_order(mask.astype(np.uint8), ras_affine, file_affine), file_affine
+            return to_file_order(mask.astype(np.uint8), ras_affine, file_affine), file_affine
         if self.name == "prior":
             return self.params["constant"]
         x = _feature(case, self.task)

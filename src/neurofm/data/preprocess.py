@@ -283,7 +283,7 @@ def preprocess(
             np.uint8
         )
     fa = volume.affine if file_affine is None else np.asarray(file_affine, dtype=np.float64)
-    file_shape = _to_file_order(np.broadcast_to(np.False_, shape), volume.affine, fa).shape
+    file_shape = to_file_order(np.broadcast_to(np.False_, shape), volume.affine, fa).shape
     geometry = Geometry(
         input_shape=shape,
         input_affine=_as_affine(volume.affine),
@@ -300,9 +300,7 @@ def preprocess(
     return Preprocessed(image, list(volume.channels), geometry, norms, out_mask)
 
 
-def _to_file_order(
-    array: np.ndarray, ras_affine: np.ndarray, file_affine: np.ndarray
-) -> np.ndarray:
+def to_file_order(array: np.ndarray, ras_affine: np.ndarray, file_affine: np.ndarray) -> np.ndarray:
     """Undo nibabel's ``as_closest_canonical``: RAS+ voxel order back to the file's order."""
     ras = nib.orientations.io_orientation(ras_affine)
     target = nib.orientations.io_orientation(file_affine)
@@ -344,5 +342,5 @@ def restore_geometry(
         )
     input_affine = np.array(geometry.input_affine, dtype=np.float64)
     file_affine = np.array(geometry.file_affine, dtype=np.float64)
-    out = _to_file_order(on_input.astype(dtype, copy=False), input_affine, file_affine)
+    out = to_file_order(on_input.astype(dtype, copy=False), input_affine, file_affine)
     return np.ascontiguousarray(out), file_affine
