@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from neurofm.cli import app
 from neurofm.diffusion.settings import DiffusionSettings
 from neurofm.errors import NeuroFMError
+
+if TYPE_CHECKING:
+    from neurofm.diffusion.classify import ClassifierSettings
+    from neurofm.diffusion.predictor import DiffusionPredictor
 
 D = DiffusionSettings
 diffusion_app = typer.Typer(
@@ -70,7 +74,7 @@ def finetune_diffusion_cmd(
                        f" -> {out}")  # fmt: skip
 
 
-def _load(model: Path, device: str) -> Any:
+def _load(model: Path, device: str) -> DiffusionPredictor:
     from neurofm.diffusion.predictor import DiffusionPredictor
     from neurofm.predict import load_predictor
 
@@ -80,7 +84,7 @@ def _load(model: Path, device: str) -> Any:
     return predictor
 
 
-def _rule(predictor: Any, k: int | None, t: int | None) -> Any:
+def _rule(predictor: DiffusionPredictor, k: int | None, t: int | None) -> ClassifierSettings:
     from dataclasses import replace
 
     return replace(predictor.rule, k=k or predictor.rule.k, t=t or predictor.rule.t)
