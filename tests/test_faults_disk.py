@@ -17,6 +17,7 @@ import torch
 from neurofm.atomic import DiskFull, disk_full_guard, is_disk_full
 from neurofm.cli import main
 from neurofm.data.cache import PreparedDataset
+from neurofm.errors import NeuroFMError
 from neurofm.locks import lock_path
 
 
@@ -210,3 +211,11 @@ def test_report_on_full_disk_leaves_nothing_then_same_command_completes(
     code, err = _cli(capsys, *args)
     assert code == 0, err
     assert (out / "index.html").is_file()
+
+
+def test_disk_full_survives_a_worker_process(tmp_path: Path) -> None:
+    """prepare's workers send errors back pickled; the one line must arrive intact."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(DiskFull(tmp_path)))
+    assert isinstance(back, NeuroFMError) and str(back) == str(DiskFull(tmp_path))

@@ -19,3 +19,8 @@ class NeuroFMError(Exception):
         # one line whatever the source (YAML and pydantic messages span several)
         self.problem = "; ".join(ln.strip() for ln in problem.splitlines() if ln.strip())
         super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)
+
+    def __reduce__(self) -> tuple[type[NeuroFMError], tuple[str | None, str]]:
+        """Picklable, so worker processes can send it back: rebuilt as a plain NeuroFMError
+        (subclasses too) with the same text."""
+        return (NeuroFMError, (self.where, self.problem))
