@@ -51,6 +51,8 @@ def run_diffusion_bench(run: Path, split: Path, cases: int) -> dict[str, Any]:
         "benchmark": "diffusion classifier: train + predict",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
         f"{torch.get_num_threads()}",
+        # the machine may be shared: the 1-minute load average says how contended the timing was
+        "load_average_1min_after": os.getloadavg()[0],
         "run": str(run),
         "recipe": predictor.config.recipe,
         "train_steps": predictor.config.steps,
