@@ -33,12 +33,11 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
@@ -64,6 +63,9 @@ from neurofm.io.nifti import load_nifti
 from neurofm.io.splits import list_splits, read_split
 from neurofm.sequences import CANONICAL
 from neurofm.tasks import get_task, known_tasks
+
+if TYPE_CHECKING:  # distributed is imported only when a run uses it
+    from neurofm.data.dask_runner import CaseFailure
 
 
 @dataclass
@@ -264,19 +266,9 @@ def prepare_case(
     return case
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops handing out cases and lets them finish."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _prepare_in_worker(
-    job: CaseJob, subset_dir: Path, params: PreprocessParams, known: dict[str, str]
-) -> PreparedCase | tuple[str | None, str]:
-    """Worker entry: NeuroFMError does not survive pickling (two-argument init), so return it."""
-    try:
-        return prepare_case(job, subset_dir, params, file_hashes(job.files(), known))
-    except NeuroFMError as exc:
-        return (exc.where, exc.problem)
+def _prepare_one(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> PreparedCase:
+    """Dask task for one case (module level, so workers import it instead of unpickling code)."""
+    return prepare_case(job, subset_dir, params, file_hashes(job.files()))
 
 
 def _up_to_date(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> PreparedCase | None:
@@ -293,45 +285,42 @@ def _up_to_date(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> Pre
     return old
 
 
-def _run_jobs(
+def _run_serial(
     todo: list[CaseJob],
     subset_dir: Path,
     params: PreprocessParams,
-    workers: int,
     progress: Progress,
     task_id: Any,
 ) -> list[PreparedCase]:
+    """Today's in-process path (``workers`` 0 or 1): the first bad case stops the run."""
     done: list[PreparedCase] = []
-    if workers <= 1:
-        for job in todo:
-            done.append(prepare_case(job, subset_dir, params, file_hashes(job.files())))
-            progress.advance(task_id)
-        return done
-    error: tuple[str | None, str] | None = None
-    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) as pool:
-        pending: set[Future[PreparedCase | tuple[str | None, str]]] = {
-            pool.submit(_prepare_in_worker, job, subset_dir, params, {}) for job in todo
-        }
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    result = fut.result()
-                    if isinstance(result, PreparedCase):
-                        done.append(result)
-                        progress.advance(task_id)
-                    elif error is None:
-                        error = result
-                        for p in pending:  # running ones finish (atomically); queued are dropped
-                            p.cancel()
-                pending = {p for p in pending if not p.cancelled()}
-        except BaseException:  # Ctrl-C / SIGTERM: let running cases finish, drop queued ones
-            for p in pending:
-                p.cancel()
-            raise
-    if error is not None:
-        raise NeuroFMError(*error)
+    for job in todo:
+        done.append(_prepare_one(job, subset_dir, params))
+        progress.advance(task_id)
     return done
+
+
+def _run_dask(
+    client: Any,
+    todo: list[CaseJob],
+    subset_dir: Path,
+    params: PreprocessParams,
+    fail_fast: bool,
+    progress: Progress,
+    task_id: Any,
+) -> tuple[list[PreparedCase], list[CaseFailure]]:
+    """Every case as one Dask task; failures are collected (or stop the run with fail_fast)."""
+    from neurofm.data.dask_runner import run_cases
+
+    results, failures = run_cases(
+        client,
+        _prepare_one,
+        [(job.case_id, (job, subset_dir, params)) for job in todo],
+        fail_fast=fail_fast,
+        on_done=lambda _case, _out: progress.advance(task_id),
+        label="prepare",
+    )
+    return [results[j.case_id] for j in todo if j.case_id in results], failures
 
 
 def prepare(
@@ -340,32 +329,46 @@ def prepare(
     *,
     params: PreprocessParams | None = None,
     workers: int = 1,
+    scheduler: str | None = None,
+    fail_fast: bool = False,
     overwrite: bool = False,
     subset: str = "pretrain",
     show_progress: bool = True,
 ) -> list[SubsetReport]:
     """Prepare every case under ``src`` into ``dst``; see the module docstring for guarantees.
 
-    ``overwrite`` redoes every case even if its fingerprint is unchanged. Returns one report per
-    destination subset (cases, newly prepared, reused, orphans: prepared folders whose source is
-    gone, left in place but not listed in the manifest).
+    ``workers`` 0 or 1 prepares in this process and stops at the first bad case; more workers (a
+    private local Dask cluster) or a ``scheduler`` address run every case as a Dask task: a bad
+    case is named and the others still finish (``fail_fast`` stops at the first instead), and the
+    failures end the run in one NeuroFMError after the rest is done; a subset with a failed case
+    keeps its previous manifest. ``overwrite`` redoes every case even if its fingerprint is
+    unchanged. Returns one report per destination subset (cases, newly prepared, reused,
+    orphans: prepared folders whose source is gone, left in place but not in the manifest).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if src == dst:
         raise NeuroFMError(dst, "destination must differ from the source")
     params = params or PreprocessParams()
     subsets = plan(src, subset)
+    use_dask = scheduler is not None or workers > 1
     reports = []
-    with (
-        disk_full_guard(dst),
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            disable=not show_progress,
-        ) as progress,
-    ):
+    failures: list[CaseFailure] = []
+    total = 0
+    with ExitStack() as stack:
+        touched: list[Path] = []
+        # runs after the cluster is closed: a worker killed mid-case leaves its temp folder
+        stack.callback(lambda: [clean_stale(d) for d in touched])
+        client: Any = None
+        stack.enter_context(disk_full_guard(dst))
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                disable=not show_progress,
+            )
+        )
         for sub in subsets:
             subset_dir = dst / sub.name if sub.name else dst
             subset_dir.mkdir(parents=True, exist_ok=True)
@@ -380,8 +383,25 @@ def prepare(
                 else:
                     cases[job.case_id] = current
                     progress.advance(task_id)
-            for case in _run_jobs(todo, subset_dir, params, workers, progress, task_id):
+            total += len(todo)
+            if use_dask and todo:
+                if client is None:
+                    from neurofm.data.dask_runner import dask_client
+
+                    client = stack.enter_context(dask_client(workers, scheduler))
+                touched.append(subset_dir)
+                done, failed = _run_dask(
+                    client, todo, subset_dir, params, fail_fast, progress, task_id
+                )
+                failures.extend(failed)
+            else:
+                done = _run_serial(todo, subset_dir, params, progress, task_id)
+            for case in done:
                 cases[case.case_id] = case
+            if any(j.case_id not in cases for j in sub.jobs):  # a case failed: old manifest
+                if fail_fast or any(f.fatal for f in failures):
+                    break
+                continue
             ordered = [cases[j.case_id] for j in sub.jobs]
             write_manifest(subset_dir, ordered, params.to_dict(), sub.task)
             listed = set(cases)
@@ -393,4 +413,11 @@ def prepare(
             reports.append(
                 SubsetReport(sub.name, len(ordered), len(todo), len(ordered) - len(todo), orphans)
             )
+    fatal = [f for f in failures if f.fatal]
+    if fatal:
+        raise NeuroFMError(fatal[0].where or dst, fatal[0].problem)
+    if failures:
+        from neurofm.data.dask_runner import failures_error
+
+        raise failures_error(dst, failures, total)
     return reports
