@@ -39,7 +39,18 @@ def prepare(
         "1,1,1",  # neurofm.data.preprocess.DEFAULT_SPACING (not imported: keeps --help fast)
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
     ),
-    workers: int = typer.Option(1, min=1, help="Parallel worker processes."),
+    workers: int = typer.Option(
+        1, min=0, help="0/1: in this process; N > 1: a private local Dask cluster of N processes."
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="Address of an existing Dask scheduler (tcp://host:8786) to run the cases on."
+    ),
+    fail_fast: bool = typer.Option(
+        False, help="On Dask, stop at the first bad case (default: name it, finish the others)."
+    ),
+    dry_run: bool = typer.Option(
+        False, help="Only list what would be done (reads no image, writes nothing)."
+    ),
     overwrite: bool = typer.Option(False, help="Redo every case even if unchanged."),
     subset: str = typer.Option("pretrain", help="DST subfolder for layouts without tasks."),
     task: list[str] = typer.Option(
@@ -47,6 +58,7 @@ def prepare(
     ),
 ) -> None:
     """Resample, crop and normalise every case into DST (idempotent, resumable, atomic)."""
+    from neurofm.data.prepare import plan_run
     from neurofm.data.prepare import prepare as run_prepare
     from neurofm.data.preprocess import PreprocessParams
     from neurofm.locks import folder_lock
@@ -55,9 +67,24 @@ def prepare(
     for t in task:  # a loaded task file is known by its name, like the built-in folders
         get_task(t)
     params = PreprocessParams(spacing=parse_spacing(spacing))
+    if dry_run:
+        plan = Table("subset", "cases", "new", "unchanged", "to re-check")
+        for row in plan_run(src, dst, params, subset):
+            plan.add_row(
+                row.name or ".", str(row.cases), str(row.new), str(row.unchanged), str(row.recheck)
+            )
+        Console().print(plan)
+        return
     with folder_lock(dst, "neurofm prepare"):
         reports = run_prepare(
-            src, dst, params=params, workers=workers, overwrite=overwrite, subset=subset
+            src,
+            dst,
+            params=params,
+            workers=workers,
+            scheduler=scheduler,
+            fail_fast=fail_fast,
+            overwrite=overwrite,
+            subset=subset,
         )
     table = Table("subset", "cases", "prepared", "unchanged", "orphans")
     for r in reports:

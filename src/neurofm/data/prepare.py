@@ -285,6 +285,51 @@ def _up_to_date(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> Pre
     return old
 
 
+@dataclass
+class PlanRow:
+    """What a run would do to one subset: cases new, unchanged, or to re-check (sources touched)."""
+
+    name: str
+    cases: int
+    new: int
+    unchanged: int
+    recheck: int
+
+
+def _stamps_unchanged(job: CaseJob, subset_dir: Path, params: PreprocessParams) -> bool | None:
+    """None: not prepared yet; True/False: fingerprint still matches, from stats alone."""
+    old = read_meta(subset_dir / job.case_id)
+    if old is None:
+        return None
+    for f in job.files():
+        known = old.source_hashes.get(str(f), "")
+        st = f.stat() if f.exists() else None
+        if st is None or known.rsplit(":", 1)[0] != f"{st.st_size}:{st.st_mtime_ns}":
+            return False
+    return fingerprint(job, old.source_hashes, params) == old.fingerprint
+
+
+def plan_run(
+    src: str | Path, dst: str | Path, params: PreprocessParams, subset: str = "pretrain"
+) -> list[PlanRow]:
+    """A dry run: list and stat only (no image is opened, no source is hashed, nothing written)."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    rows = []
+    for sub in plan(src, subset):
+        subset_dir = dst / sub.name if sub.name else dst
+        states = [_stamps_unchanged(job, subset_dir, params) for job in sub.jobs]
+        rows.append(
+            PlanRow(
+                sub.name,
+                len(states),
+                sum(s is None for s in states),
+                sum(s is True for s in states),
+                sum(s is False for s in states),
+            )
+        )
+    return rows
+
+
 def _run_serial(
     todo: list[CaseJob],
     subset_dir: Path,
