@@ -21,6 +21,15 @@ def predict(
     output: Path = typer.Option(..., help="folder for <case>.txt / <case>.nii.gz"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     overwrite: bool = typer.Option(False, help="replace existing predictions"),
+    workers: int = typer.Option(
+        1, min=0, help="0/1: in this process; N > 1: a private local Dask cluster of N processes"
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="address of an existing Dask scheduler (tcp://host:8786) to predict on"
+    ),
+    fail_fast: bool = typer.Option(
+        False, help="on Dask, stop at the first bad case (default: name it, finish the others)"
+    ),
 ) -> None:
     """Predict every case under INPUT into OUTPUT as <case>.txt or <case>.nii.gz."""
     from neurofm.atomic import disk_full_guard, remove_on_failure
@@ -39,10 +48,52 @@ def predict(
     outputs = [output / f"{c.name}{predictor.task.prediction_suffix}" for c in cases]
     with folder_lock(output, "neurofm predict"), disk_full_guard(output):
         refuse_existing_outputs(outputs, overwrite)
-        with remove_on_failure(outputs):  # a failed or interrupted run adds nothing
-            for case in track(cases, description=f"predicting {predictor.task.name}"):
-                predict_case_dir(predictor, case, output)
+        if scheduler is not None or workers > 1:
+            _predict_on_dask(
+                model, device, input, cases, output, outputs, workers, scheduler, fail_fast
+            )
+        else:
+            with remove_on_failure(outputs):  # a failed or interrupted run adds nothing
+                for case in track(cases, description=f"predicting {predictor.task.name}"):
+                    predict_case_dir(predictor, case, output)
     typer.echo(f"{len(cases)} prediction(s) written to {output}")
+
+
+def _predict_on_dask(
+    model: Path,
+    device: str,
+    input: Path,
+    cases: list[Path],
+    output: Path,
+    outputs: list[Path],
+    workers: int,
+    scheduler: str | None,
+    fail_fast: bool,
+) -> None:
+    """Cases as Dask tasks: without ``fail_fast`` a bad case is named after the others are
+    written (they stay); with it, or on Ctrl-C, the run adds nothing, like the serial path."""
+    from rich.progress import Progress
+
+    from neurofm.atomic import remove_on_failure
+    from neurofm.data.dask_runner import dask_client, failures_error
+    from neurofm.predict_batch import predict_cases
+
+    with remove_on_failure(outputs), Progress(transient=True) as progress:
+        bar = progress.add_task("predicting", total=len(cases))
+        with dask_client(workers, scheduler) as client:
+            _, failures = predict_cases(
+                client,
+                model,
+                device,
+                cases,
+                output,
+                fail_fast=fail_fast,
+                on_done=lambda _case, _out: progress.advance(bar),
+            )
+        if failures and (fail_fast or any(f.fatal for f in failures)):
+            raise failures_error(input, failures, len(cases))
+    if failures:
+        raise failures_error(input, failures, len(cases))
 
 
 def _predict_with_package(
