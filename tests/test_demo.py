@@ -12,7 +12,7 @@ import pytest
 from neurofm.demo import DEMO_ARMS, PRETRAINED, SCRATCH, DemoSettings, run_demo
 from neurofm.errors import NeuroFMError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_demo_tiny_end_to_end(tmp_path: Path) -> None:

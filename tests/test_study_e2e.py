@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TINY_RECIPE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ARGS = ["--arms", "scratch,pretrained,prior,hand", "--tasks", "brain_age", "--workers", "0"]
 
