@@ -404,6 +404,10 @@ def prepare(
         # runs after the cluster is closed: a worker killed mid-case leaves its temp folder
         stack.callback(lambda: [clean_stale(d) for d in touched])
         client: Any = None
+        if scheduler is not None:  # an address that does not answer fails before any writing
+            from neurofm.data.dask_runner import dask_client
+
+            client = stack.enter_context(dask_client(workers, scheduler))
         stack.enter_context(disk_full_guard(dst))
         progress = stack.enter_context(
             Progress(
