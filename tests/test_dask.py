@@ -229,7 +229,8 @@ def test_dry_run_over_a_listing_reads_no_image(
     out = _LAST_OUT[0]
     assert code == 0, err
     rows = [ln for ln in out.splitlines() if "pretrain" in ln]
-    assert len(rows) == 1 and [c.strip() for c in rows[0].split("│")[2:6]] == ["500", "500", "0", "0"]
+    assert len(rows) == 1, out
+    assert [c.strip() for c in rows[0].split("│")[2:6]] == ["500", "500", "0", "0"]
     assert opened == [] and not (tmp_path / "dst").exists()
 
 
