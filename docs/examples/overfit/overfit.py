@@ -9,8 +9,9 @@ memorisation check needs, patched in here and nowhere else:
 - early stopping is off (``patience=0``) and ``--steps`` replaces the recipe's step count;
 - ``--no-augment`` turns off training augmentation and the augmented copies of the head's
   closed-form fit;
-- ``--mil-bias B`` (diagnostic of the MIL floor, docs/model-quality.md) starts the MIL head's
-  voxel-scoring bias at ``B`` instead of PyTorch's default;
+- ``--head-bias B`` (diagnostic of the output-bias floor, docs/model-quality.md) starts the
+  dense head's voxel-scoring bias (MIL or segmentation 1x1x1 conv) at ``B`` instead of
+  PyTorch's default ``U(-1/sqrt(8), 1/sqrt(8))``;
 - ``--batch-dice`` (diagnostic of the empty-patch Dice term) computes the segmentation loss's
   Dice over the whole batch (MONAI ``DiceCELoss(batch=True)``) instead of per patch.
 
@@ -93,7 +94,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="override the recipe's lr")
     p.add_argument("--encoder-lr-scale", type=float, default=None)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--mil-bias", type=float, default=None)
+    p.add_argument("--head-bias", type=float, default=None)
     p.add_argument("--batch-dice", action="store_true")
     p.add_argument("--root", type=Path, default=SEED0)
     p.add_argument("--out", type=Path, required=True)
@@ -117,13 +118,13 @@ def main() -> None:
     if a.no_augment:
         s = replace(s, probe_augmented=0)
         ft.AugmentConfig = lambda: None  # type: ignore[assignment,misc,return-value]
-    if a.mil_bias is not None:
+    if a.head_bias is not None:
         build = ft.build_task_model
 
         def build_with_bias(cfg: ft.TaskModelConfig) -> ft.TaskModel:
             model = build(cfg)
             with torch.no_grad():
-                model.head.bias.fill_(a.mil_bias)  # type: ignore[operator]
+                model.head.bias.fill_(a.head_bias)  # type: ignore[operator]
             return model
 
         ft.build_task_model = build_with_bias  # type: ignore[assignment]
@@ -142,7 +143,7 @@ def main() -> None:
     row = {
         "task": a.task, "init": a.init, "augment": not a.no_augment, "cases": len(ids),
         "steps": result.steps, "lr": s.lr, "encoder_lr_scale": s.encoder_lr_scale,
-        "mil_bias": a.mil_bias, "batch_dice": a.batch_dice,
+        "head_bias": a.head_bias, "batch_dice": a.batch_dice,
         "train_loss_first": train[0], "train_loss_last": train[-1],
         "train_loss_min": min(train), "val_on_train_first": val[0], "val_on_train_last": val[-1],
         "best_step": result.best_step, "seconds": round(result.seconds),

@@ -16,6 +16,11 @@ py() { .venv/bin/python docs/examples/overfit/overfit.py "$@"; }
 ) &
 wait
 # the MIL floor diagnostic: the same infarct run with the voxel-scoring bias started at -3
-py --task infarct --init scratch --cases 6 --steps 150 --eval-every 50 --no-augment --mil-bias -3 --out /work/runs/overfit_infarct_scratch_bias
+py --task infarct --init scratch --cases 6 --steps 150 --eval-every 50 --no-augment --head-bias -3 --out /work/runs/overfit_infarct_scratch_bias
 # the empty-patch Dice diagnostic: the same meningioma run with the Dice term over the batch
 py --task meningioma --init scratch --cases 4 --steps 200 --eval-every 50 --no-augment --batch-dice --out /work/runs/overfit_meningioma_scratch_batchdice
+# the output-bias floor in segmentation: the meningioma scratch run with the head bias at -4.6
+py --task meningioma --init scratch --cases 4 --steps 200 --eval-every 50 --no-augment --head-bias -4.6 --out /work/runs/overfit_meningioma_scratch_bias
+# where the logits / probabilities sit (docs/model-quality.md, sections 1-2)
+.venv/bin/python docs/examples/overfit/probe_mil.py /work/runs/overfit_infarct_scratch
+.venv/bin/python docs/examples/overfit/probe_seg.py /work/runs/overfit_meningioma_scratch /work/runs/overfit_meningioma_pretrained
