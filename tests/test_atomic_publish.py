@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from neurofm.atomic import publish_dir, recover_dir, sibling_tmp_dir
+from neurofm.atomic import publish_dir, recover_dir, sibling_tmp_dir, write_text_atomic
 
 OLD = {"a.txt": "old a", "sub/b.txt": "old b"}
 NEW = {"a.txt": "new a", "c.txt": "new c", "sub/d.txt": "new d"}
@@ -100,3 +100,12 @@ def test_sibling_tmp_dir_is_shareable_and_beside(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert tmp.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_atomic_text_files_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "report" / "index.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
