@@ -21,6 +21,11 @@ Guarantees:
 - **Faults end in one line** (docs/reliability.md): a full disk stops the run with
   ``DST: disk full``, Ctrl-C/SIGTERM let running cases finish and drop queued ones; finished
   cases stay, so the same command continues after space is freed or the run is restarted.
+- **Scales out on Dask** (docs/performance.md): ``workers`` > 1 or a ``scheduler`` address run
+  each case as a ``dask.distributed`` task (:mod:`neurofm.data.dask_runner`); a bad case is named
+  and the others finish (``fail_fast`` stops at the first), a worker that dies has its case re-run
+  by Dask, and the temporary folders of killed workers are removed when the run ends. Without
+  Dask (``workers`` 0/1) the first bad case stops the run, as below.
 - **Bad input never costs prepared data**: the first bad file stops the run with a one-line
   :class:`~neurofm.errors.NeuroFMError`; finished cases stay, and ``manifest.json`` (written
   atomically) is only replaced after a subset finished without error, so it always describes a
