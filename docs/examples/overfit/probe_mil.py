@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from neurofm.data.cache import PreparedDataset
 from neurofm.inference import fit_to_shape
@@ -32,12 +33,17 @@ def main() -> None:
             out = m.head(m.decoder(m.encoder(x)))[0, 0]  # type: ignore[misc]
         v, i = out.flatten().topk(p.config.model.mil_top)
         idx = np.array(np.unravel_index(i.numpy(), out.shape)).T
-        in_head = np.abs(x[0, 0].numpy() - pads[0]) > 1e-3
+        # inside the head: any sequence differs from its air value (one sequence alone can sit
+        # at its clip floor inside the head)
+        diff = np.abs(x[0].numpy() - np.asarray(pads, dtype=np.float32)[:, None, None, None])
+        in_head = (diff > 1e-3).any(axis=0)
         n_in = int(sum(in_head[tuple(j)] for j in idx))
+        to_head = distance_transform_edt(~in_head)  # voxels from the nearest in-head voxel
+        far = max(float(to_head[tuple(j)]) for j in idx)
         print(
             cid, "label", c.label, "max", round(float(v[0]), 3), "top-k mean",
             round(float(v.mean()), 3), "median", round(float(out.median()), 3),
-            "top-k voxels inside head", n_in,
+            "top-k voxels inside head", n_in, "farthest from head (voxels)", round(far, 1),
         )  # fmt: skip
 
 

@@ -23,4 +23,4 @@ py --task meningioma --init scratch --cases 4 --steps 200 --eval-every 50 --no-a
 py --task meningioma --init scratch --cases 4 --steps 200 --eval-every 50 --no-augment --head-bias -4.6 --out /work/runs/overfit_meningioma_scratch_bias
 # where the logits / probabilities sit (docs/model-quality.md, sections 1-2)
 .venv/bin/python docs/examples/overfit/probe_mil.py /work/runs/overfit_infarct_scratch
-.venv/bin/python docs/examples/overfit/probe_seg.py /work/runs/overfit_meningioma_scratch /work/runs/overfit_meningioma_pretrained
+.venv/bin/python docs/examples/overfit/probe_seg.py /work/runs/overfit_meningioma_scratch /work/runs/overfit_meningioma_pretrained /work/runs/overfit_meningioma_scratch_bias
