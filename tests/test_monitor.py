@@ -18,7 +18,6 @@ from neurofm.monitor.blackbox import compare_on_test, fit_error_detector, thresh
 from neurofm.monitor.cases import read_predictions
 from neurofm.monitor.density import METHODS, calibrate_threshold, fit_density
 from neurofm.monitor.monitor import MonitorSettings, fit_monitor, load_monitor
-from neurofm.predict import channel_slots
 from neurofm.runconfig import FinetuneRunConfig
 from neurofm.runfiles import write_model_files
 from neurofm.tasks import get_task
@@ -118,7 +117,7 @@ def test_predictions_for_unknown_cases_are_refused(tmp_path: Path) -> None:
 def make_run(folder: Path, task: str, seed: int) -> Path:
     """A finetuned run with random weights (a monitor needs no training)."""
     spec = get_task(task)
-    slots = channel_slots(spec)
+    slots = list(spec.channel_slots)
     cfg = TaskModelConfig(get_preset("tiny", in_channels=len(slots)), kind=spec.kind)
     torch.manual_seed(seed)
     model = build_task_model(cfg)

@@ -21,7 +21,6 @@ from neurofm.cli import app
 from neurofm.data.preprocess import PreprocessParams
 from neurofm.models import build_task_model
 from neurofm.models.config import TaskModelConfig, UNetConfig
-from neurofm.predict import channel_slots
 from neurofm.tasks import get_task
 from neurofm.train.checkpoint import save_checkpoint
 from test_package_runner import MASK_SCRIPT, make_package
@@ -40,7 +39,7 @@ def tiny_run(folder: Path, task: str) -> Path:
         "kind": "finetune",
         "task": task,
         "model": cfg.to_dict(),
-        "input_sequences": channel_slots(spec),
+        "input_sequences": list(spec.channel_slots),
         "preprocess": PreprocessParams(spacing=(4.0, 4.0, 4.0)).to_dict(),
         "input_size": [16, 16, 16],
         "patch_size": [16, 16, 16],

@@ -31,12 +31,6 @@ from neurofm.task_text import TASK_FILE_KEY, recorded_task
 from neurofm.tasks import TaskSpec
 
 
-def channel_slots(task: TaskSpec) -> list[str]:
-    """Deprecated alias of :attr:`neurofm.tasks.TaskSpec.channel_slots`, kept until its last
-    callers outside prediction read the task directly."""
-    return list(task.channel_slots)
-
-
 @dataclass
 class Predictor:
     """A loaded finetuned model and everything needed to feed it."""
@@ -121,7 +115,7 @@ def case_inputs(case_dir: Path, predictor: Predictor) -> tuple[Volume, np.ndarra
 
 
 def write_prediction(value: float | np.ndarray, affine: np.ndarray, out: Path) -> Path:
-    """Write one prediction in the DESIGN §9 format: ``<case>.txt`` or ``<case>.nii.gz``."""
+    """Write one prediction: ``<case>.txt`` or ``<case>.nii.gz`` (docs/architecture.md)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(value, np.ndarray):
         return save_nifti(value, affine, out.with_name(out.name + ".nii.gz"), dtype=np.uint8)

@@ -21,7 +21,6 @@ from pathlib import Path
 from neurofm.data.cache import PreparedDataset
 from neurofm.errors import NeuroFMError
 from neurofm.models import TaskModelConfig, build_task_model, get_preset
-from neurofm.predict import channel_slots
 from neurofm.runconfig import PretrainRunConfig, preprocess_from_dict
 from neurofm.runfiles import code_revision, write_model_files
 from neurofm.tasks import get_task
@@ -56,7 +55,7 @@ def write_random_init(
         objective=RANDOM_OBJECTIVE,
         backbone=cfg.backbone,
         preprocess=preprocess_from_dict(params),
-        input_sequences=channel_slots(task),
+        input_sequences=list(task.channel_slots),
         input_rule="random initialisation of the scratch task model (random-features baseline)",
         recipe={"task": task.name, "preset": scratch.preset, "head": scratch.head,
                 "pool": scratch.pool, "seed": scratch.seed},
