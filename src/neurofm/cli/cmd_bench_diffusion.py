@@ -32,7 +32,7 @@ def diffusion_bench(
     """Time a diffusion classifier (given, or trained here) at its default K x T."""
     import torch
 
-    from neurofm.bench.train import write_result
+    from neurofm.atomic import write_json_atomic
     from neurofm.diffusion.bench import run_diffusion_bench, train_run
     from neurofm.errors import NeuroFMError
 
@@ -45,7 +45,8 @@ def diffusion_bench(
         )
         model = train_run(data, work, settings)
     result = run_diffusion_bench(model, input, cases)
-    write_result(result, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
     keys = ("train_seconds", "predict_seconds_per_case", "k", "t")
     typer.echo(json.dumps({key: result[key] for key in keys}))
     typer.echo(f"written to {out}")
