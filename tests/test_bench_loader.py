@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.bench.loader import LoaderBenchSettings, run_loader_bench
 from neurofm.cli import main
 from neurofm.errors import NeuroFMError
+from neurofm.throughput.loader import LoaderBenchSettings, run_loader_bench
 
 torch.set_num_threads(1)
 

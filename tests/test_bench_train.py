@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from neurofm.bench.train import TrainBenchSettings, run_train_bench, write_result
 from neurofm.cli import main
 from neurofm.errors import NeuroFMError
+from neurofm.throughput.train import TrainBenchSettings, run_train_bench, write_result
 
 
 def test_train_bench_json(tiny_prepared: Path, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def loader(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Patches/s of neurofm's loader vs a MONAI and a TorchIO Queue pipeline on the same data."""
-    from neurofm.bench.loader import LoaderBenchSettings, run_loader_bench
+    from neurofm.throughput.loader import LoaderBenchSettings, run_loader_bench
 
     settings = LoaderBenchSettings(
         patch=patch,

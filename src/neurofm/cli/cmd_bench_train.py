@@ -23,7 +23,7 @@ def train_bench(
     threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
 ) -> None:
     """Measure patches/s of pretraining and the fraction of step time waiting for data."""
-    from neurofm.bench.train import TrainBenchSettings, run_train_bench, write_result
+    from neurofm.throughput.train import TrainBenchSettings, run_train_bench, write_result
 
     settings = TrainBenchSettings(
         objective=objective, batch_size=batch_size, patch_size=patch, workers=workers,
