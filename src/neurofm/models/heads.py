@@ -13,6 +13,7 @@ Pooled heads read the pooled bottleneck (:meth:`TaskModel.embed`; average by def
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -56,6 +57,10 @@ class PooledHead(nn.Module):
         return out
 
 
+VOXEL_PRIOR = 0.01
+"""Foreground probability a fresh voxel head (segmentation, MIL) predicts everywhere."""
+
+
 class TaskModel(nn.Module):
     """Encoder (+ decoder for segmentation) + head, built from a :class:`TaskModelConfig`.
 
@@ -76,7 +81,13 @@ class TaskModel(nn.Module):
         self.head: nn.Module
         if cfg.dense:
             self.decoder = Decoder(bb)
-            self.head = nn.Conv3d(bb.features[0], 1, kernel_size=1)
+            voxel_head = nn.Conv3d(bb.features[0], 1, kernel_size=1)
+            assert voxel_head.bias is not None
+            # start every voxel at a small foreground prior, not PyTorch's random bias (±0.35):
+            # with a few hundred steps the bias barely moves, so background (and a MIL head's
+            # negative cases) stayed near probability 0.4 (docs/model-quality.md)
+            nn.init.constant_(voxel_head.bias, math.log(VOXEL_PRIOR / (1.0 - VOXEL_PRIOR)))
+            self.head = voxel_head
         else:
             self.decoder = None
             self.head = PooledHead(

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from neurofm.atomic import write_json_atomic, write_text_atomic
 from neurofm.errors import NeuroFMError
+from neurofm.runfiles import code_revision
 from neurofm.study.analysis import (
     IN_DOMAIN,
     OUT_OF_DOMAIN,
@@ -145,6 +146,7 @@ def run_study(
     if state is None:
         state = {
             "recipe_hash": recipe.hash, "recipe_name": recipe.name, "phase": phase,
+            "code_revision": code_revision(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "confirmation_first_written": None,
             "data": str(data) if data else f"synthetic benchmark ({recipe.preset}, {recipe.shift})",
         }  # fmt: skip
