@@ -257,6 +257,8 @@ def test_predict_on_cluster_is_byte_identical(
     cluster: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    import shutil
+
     import torch
 
     torch.set_num_threads(1)
@@ -275,3 +277,18 @@ def test_predict_on_cluster_is_byte_identical(
         a, b = _files(tmp_path / task / "serial"), _files(tmp_path / task / "dask")
         assert len(a) == len([p for p in split.iterdir() if p.is_dir()]) > 0
         assert a == b
+    # one corrupt case: named, the others written; with --fail-fast the run adds nothing
+    split = tmp_path / "corrupt"
+    shutil.copytree(tiny_benchmark / "infarct" / "test", split)
+    cases = sorted(p for p in split.iterdir() if p.is_dir())
+    image = sorted(cases[1].glob("*.nii.gz"))[0]
+    image.write_bytes(image.read_bytes()[:100])
+    common = ["predict", "--task", "infarct", "--model", run / "infarct", "--input", split]
+    code, err = _cli(capsys, *common, "--output", tmp_path / "keep", "--scheduler", cluster)
+    assert code == 2 and len(err.splitlines()) == 1 and cases[1].name in err, err
+    written = sorted(p.name for p in (tmp_path / "keep").iterdir() if not p.name.startswith("."))
+    assert written == sorted(f"{c.name}.txt" for c in cases if c != cases[1])
+    fast = tmp_path / "fast"
+    code, err = _cli(capsys, *common, "--output", fast, "--scheduler", cluster, "--fail-fast")
+    assert code == 2 and cases[1].name in err, err
+    assert not fast.exists() or [p for p in fast.iterdir() if not p.name.startswith(".")] == []
