@@ -45,7 +45,12 @@ from neurofm.errors import NeuroFMError
 FORMAT = "neurofm-prepared/1"
 CHUNK = 32
 BLOCK = 16
-_CPARAMS = {"codec": blosc2.Codec.LZ4, "clevel": 1, "filters": [blosc2.Filter.SHUFFLE]}
+_CPARAMS = {
+    "codec": blosc2.Codec.LZ4,
+    "clevel": 1,
+    "filters": [blosc2.Filter.SHUFFLE],
+    "nthreads": 1,  # blosc2's compressed bytes depend on its thread count: one cache, one answer
+}
 _MAX_OPEN = 64
 _FG_POINTS = 512
 
