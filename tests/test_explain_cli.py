@@ -21,8 +21,12 @@ from neurofm.tasks import get_task
 torch.set_num_threads(1)
 
 
-def make_run(folder: Path, task: str, head: str = "linear", bias: float = 0.0) -> Path:
-    """A finetuned run with random weights (explaining needs no training)."""
+def make_run(folder: Path, task: str, head: str = "linear", bias: float | None = None) -> Path:
+    """A finetuned run with random weights (explaining needs no training). A fresh voxel head
+    starts at a 1 % prior and predicts no region, so segmentation heads get a bias of +2 by
+    default: a region to explain."""
+    if bias is None:
+        bias = 2.0 if get_task(task).kind == "segmentation" else 0.0
     spec = get_task(task)
     slots = list(spec.channel_slots)
     cfg = TaskModelConfig(get_preset("tiny", in_channels=len(slots)), kind=spec.kind, head=head)  # type: ignore[arg-type]
