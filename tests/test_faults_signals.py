@@ -21,7 +21,7 @@ from neurofm.data.preprocess import PreprocessParams
 from neurofm.locks import lock_path
 from neurofm.train.checkpoint import load_train_state
 
-N_CASES = 10
+N_CASES = 30  # enough that a loaded machine cannot finish them all before the signal lands
 
 
 @pytest.fixture(scope="module")
