@@ -48,6 +48,10 @@ def _start(*args: object) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # a shell starts a foreground command with Ctrl-C at its default even if the shell itself
+        # ignores it; an earlier in-process test may have left SIGINT ignored in this process,
+        # and Python keeps ignoring a signal it inherits as ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
