@@ -15,6 +15,7 @@ the parent alone decides what to cancel.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -59,9 +60,17 @@ def _ignore_sigint() -> None:
 
 
 class _IgnoreSigint(WorkerPlugin):
-    """Worker plugin: Ctrl-C in a terminal reaches the workers too; only the parent acts on it."""
+    """Worker plugin: Ctrl-C in a terminal reaches the workers too; only the parent acts on it.
+
+    Never in the parent itself (an in-process worker): its Ctrl-C must keep working, and child
+    processes it starts later would inherit an ignored SIGINT."""
+
+    def __init__(self) -> None:
+        self.parent_pid = os.getpid()
 
     def setup(self, worker: Any) -> None:
+        if os.getpid() == self.parent_pid:
+            return
         with suppress(ValueError):  # not the worker's main thread: signals are not ours to set
             _ignore_sigint()
 
