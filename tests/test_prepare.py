@@ -242,6 +242,11 @@ def test_discovered_layout_and_parallel_workers(tmp_path: Path, rng) -> None:
     assert all(a[k] == b[k] for k in a if k.endswith(".b2nd"))
 
 
+def _published(case: Path) -> bool:
+    """A finished case folder (a ``.tmp-`` folder holds meta.json before it is published)."""
+    return ".tmp-" not in case.name and (case / "meta.json").is_file()
+
+
 def test_kill9_midway_then_resume(tmp_path: Path, rng) -> None:
     src = tmp_path / "src"
     n = 6
@@ -262,13 +267,13 @@ def test_kill9_midway_then_resume(tmp_path: Path, rng) -> None:
     sub = dst / "pretrain"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if sub.is_dir() and any((p / "meta.json").is_file() for p in sub.iterdir()):
+        if sub.is_dir() and any(_published(p) for p in sub.iterdir()):
             break
         time.sleep(0.005)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = [p for p in sub.iterdir() if (p / "meta.json").is_file()]
+    done = [p for p in sub.iterdir() if _published(p)]
     assert 1 <= len(done) < n  # killed midway
     assert not (sub / "manifest.json").exists()
     for p in sub.iterdir():  # every case folder is complete; only .tmp- folders may be partial
