@@ -21,7 +21,9 @@ from neurofm.tasks import get_task
 torch.set_num_threads(1)
 
 
-def make_run(folder: Path, task: str, head: str = "linear", bias: float | None = None) -> Path:
+def make_run(
+    folder: Path, task: str, head: str = "linear", bias: float | None = None, seed: int = 0
+) -> Path:
     """A finetuned run with random weights (explaining needs no training). A fresh voxel head
     starts at a 1 % prior and predicts no region, so segmentation heads get a bias of +2 by
     default: a region to explain."""
@@ -30,7 +32,7 @@ def make_run(folder: Path, task: str, head: str = "linear", bias: float | None =
     spec = get_task(task)
     slots = list(spec.channel_slots)
     cfg = TaskModelConfig(get_preset("tiny", in_channels=len(slots)), kind=spec.kind, head=head)  # type: ignore[arg-type]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_task_model(cfg)
     if bias:
         torch.nn.init.constant_(model.head.bias, bias)  # type: ignore[arg-type]

@@ -10,17 +10,13 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from neurofm.cli import main
-from neurofm.data.preprocess import PreprocessParams
 from neurofm.errors import NeuroFMError
-from neurofm.models import TaskModelConfig, build_task_model, get_preset
 from neurofm.monitor.blackbox import compare_on_test, fit_error_detector, threshold_at_fpr
 from neurofm.monitor.cases import read_predictions
 from neurofm.monitor.density import METHODS, calibrate_threshold, fit_density
 from neurofm.monitor.monitor import MonitorSettings, fit_monitor, load_monitor
-from neurofm.runconfig import FinetuneRunConfig
-from neurofm.runfiles import write_model_files
-from neurofm.tasks import get_task
+from test_explain_cli import make_run
+from test_explain_cli import run as _run
 
 torch.set_num_threads(1)
 
@@ -114,37 +110,9 @@ def test_predictions_for_unknown_cases_are_refused(tmp_path: Path) -> None:
         read_predictions(tmp_path, ["a", "b"])
 
 
-def make_run(folder: Path, task: str, seed: int) -> Path:
-    """A finetuned run with random weights (a monitor needs no training)."""
-    spec = get_task(task)
-    slots = list(spec.channel_slots)
-    cfg = TaskModelConfig(get_preset("tiny", in_channels=len(slots)), kind=spec.kind)
-    torch.manual_seed(seed)
-    model = build_task_model(cfg)
-    config = FinetuneRunConfig(
-        task=task,
-        model=cfg,
-        input_sequences=slots,
-        preprocess=PreprocessParams(spacing=(8.0, 8.0, 8.0)),
-        input_size=(32, 32, 32),
-        patch_size=(32, 32, 32),
-    )
-    folder.mkdir(parents=True)
-    write_model_files(folder, model.state_dict(), config)
-    return folder
-
-
-def _run(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_cli_fit_and_score_end_to_end(tiny_benchmark: Path, tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", "brain_age", 0)
-    other = make_run(tmp_path / "other", "brain_age", 1)
+    run = make_run(tmp_path / "run", "brain_age", seed=0)
+    other = make_run(tmp_path / "other", "brain_age", seed=1)
     ref, test = tiny_benchmark / "brain_age" / "train", tiny_benchmark / "brain_age" / "test"
     mon = tmp_path / "mon"
     assert _run("monitor", "fit", "--model", str(run), "--reference", str(ref),
@@ -186,7 +154,7 @@ def _infarct_split(root: Path, n: int, rng: np.random.Generator) -> Path:
 
 def test_cli_errors_writes_before_after_and_refuses_unknown_cases(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    run = make_run(tmp_path / "run", "infarct", 0)
+    run = make_run(tmp_path / "run", "infarct", seed=0)
     splits = {s: _infarct_split(tmp_path / s, 10, rng) for s in ("val", "test")}
     preds = {}
     for s in splits:
