@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 
 
 def make_run(
-    folder: Path, task: str, head: str = "linear", bias: float | None = None, seed: int = 0
+    folder: Path, task: str, head: str = "linear", *, bias: float | None = None, seed: int = 0
 ) -> Path:
     """A finetuned run with random weights (explaining needs no training). A fresh voxel head
     starts at a 1 % prior and predicts no region, so segmentation heads get a bias of +2 by

@@ -76,7 +76,7 @@ def test_shift_auroc_separates_shifted_from_clean() -> None:
 
 
 def test_cli_icc_renders_the_same_heads_at_every_site(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", "brain_age", 0)
+    run = make_run(tmp_path / "run", "brain_age", seed=0)
     out = tmp_path / "icc"
     assert _run("monitor", "icc", "--model", str(run), "--out", str(out), "--subjects", "3",
                 "--preset", "tiny") == 0  # fmt: skip
