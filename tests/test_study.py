@@ -38,6 +38,7 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
     builtin = load_recipe()
     assert set(builtin.development).isdisjoint(builtin.confirmation)
     assert builtin.task("brain_age").objective == "contrastive"
+    assert builtin.task("brain_age").pool == "avg"
     a = load_recipe(_recipe(tmp_path))
     b = load_recipe(_recipe(tmp_path, "# a comment\n" + TINY_RECIPE, "b.toml"))
     c = load_recipe(
@@ -54,6 +55,7 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
         (("[evaluation]", "[evaluation]\nfoo = 1"), "unknown key"),
         (('objective = "contrastive"', 'objective = "jigsaw"'), "objective"),
         (('head = "mil"', 'head = "gigantic"'), "head"),
+        (('head = "mil"', 'head = "linear"\npool = "median"'), "pool"),
         (("steps = 4\ncontrastive", 'steps = "four"\ncontrastive'), "must be int"),
         (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),
     ],
@@ -214,3 +216,14 @@ def test_a_task_of_your_own_joins_the_grid_from_its_file(tmp_path: Path) -> None
     assert grid.tasks == ("any_lesion",)
     with pytest.raises(NeuroFMError, match="no hand-feature rule"):
         make_grid(["scratch", "hand"], ["tiny"], ["all"], [str(task_file)], recipe)
+
+
+def test_cli_default_arms_are_the_grid_default() -> None:
+    """The CLI spells its default without importing torch; it must not drift from the grid's."""
+    import inspect
+
+    from neurofm.cli.cmd_study import study
+    from neurofm.study.grid import DEFAULT_ARMS
+
+    default = inspect.signature(study).parameters["arms"].default.default
+    assert default.split(",") == list(DEFAULT_ARMS)

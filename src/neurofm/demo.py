@@ -34,7 +34,7 @@ from neurofm.models import HeadKind, TaskModelConfig
 from neurofm.results import summarise, write_results
 from neurofm.study.analysis import OUT_OF_DOMAIN, compare, comparison_family, domain_of, estimates
 from neurofm.study.grid import Grid
-from neurofm.study.recipe import Recipe, TaskRecipe, load_recipe
+from neurofm.study.recipe import Recipe, load_recipe
 from neurofm.study.study import GAIN, headline
 from neurofm.tasks import TASKS
 from neurofm.train.distributed import init_distributed
@@ -73,7 +73,7 @@ class DemoSettings:
             dense = TaskModelConfig(kind=TASKS[task].kind, head=spec.head).dense
             chosen = self.decoder_objective if dense else self.objective
             if chosen is not None:
-                tasks[task] = TaskRecipe(objective=chosen, head=spec.head)
+                tasks[task] = replace(spec, objective=chosen)
         given: dict[str, Any] = {
             "preset": self.preset, "spacing": self.spacing, "pretrain_steps": self.pretrain_steps,
             "finetune_steps": self.finetune_steps, "segmentation_steps": self.segmentation_steps,

@@ -20,7 +20,7 @@ def study(
         None, help="comma-separated seeds (default: the recipe's development or confirmation)"
     ),
     arms: str = typer.Option(
-        "scratch,pretrained,prior,hand,random",
+        "scratch,pretrained,mae,contrastive,prior,hand,random",
         help="scratch, pretrained, mae, contrastive, hybrid, modality; baselines prior, hand, "
         "random",
     ),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from neurofm.errors import NeuroFMError
-from neurofm.models import HeadKind
+from neurofm.models import HeadKind, PoolKind
 from neurofm.synth import SHIFTS
 from neurofm.tasks import known_tasks
 
@@ -30,10 +30,12 @@ DEFAULT_RECIPE = "fomo25-demo"
 
 @dataclass(frozen=True)
 class TaskRecipe:
-    """Which pretraining run a task's pretrained arm starts from, and its head."""
+    """Which pretraining run a task's pretrained arm starts from, its head, and how a pooled
+    head's embedding is pooled (ignored by decoder heads)."""
 
     objective: str = "mae"
     head: HeadKind = "linear"
+    pool: PoolKind = "avg"
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,11 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        if not isinstance(spec, dict) or set(spec) - {"objective", "head"}:
-            raise NeuroFMError(where, f"[tasks.{task}] takes objective and head only")
+        if not isinstance(spec, dict) or set(spec) - {"objective", "head", "pool"}:
+            raise NeuroFMError(where, f"[tasks.{task}] takes objective, head and pool only")
         objective = spec.get("objective", "mae")
         head = spec.get("head", "linear")
+        pool = spec.get("pool", "avg")
         if objective not in OBJECTIVES:
             raise NeuroFMError(
                 where, f"tasks.{task}.objective {objective!r} unknown (known: {OBJECTIVES})"
@@ -163,7 +166,11 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
             raise NeuroFMError(
                 where, f"tasks.{task}.head {head!r} unknown (known: {get_args(HeadKind)})"
             )
-        out[task] = TaskRecipe(objective=objective, head=head)
+        if pool not in get_args(PoolKind):
+            raise NeuroFMError(
+                where, f"tasks.{task}.pool {pool!r} unknown (known: {get_args(PoolKind)})"
+            )
+        out[task] = TaskRecipe(objective=objective, head=head, pool=pool)
     return out
 
 

@@ -74,12 +74,12 @@ def finetune_settings(
     head's rate; models with a decoder, and scratch models, train everything at the full rate.
     """
     spec = get_task(unit.task)
-    head = recipe.task(unit.task).head
+    head, pool = recipe.task(unit.task).head, recipe.task(unit.task).pool
     dense = TaskModelConfig(kind=spec.kind, head=head).dense
     steps = recipe.segmentation_steps if spec.kind == "segmentation" else recipe.finetune_steps
     slow = init != "scratch" and not dense
     return FinetuneSettings(
-        task=unit.task, init=init, shots=unit.shots, preset=unit.backbone, head=head,
+        task=unit.task, init=init, shots=unit.shots, preset=unit.backbone, head=head, pool=pool,
         steps=steps, workers=workers, seed=seed, eval_every=max(5, steps // 10),
         patience=recipe.patience, lr=recipe.lr,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
