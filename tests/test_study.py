@@ -227,3 +227,24 @@ def test_cli_default_arms_are_the_grid_default() -> None:
 
     default = inspect.signature(study).parameters["arms"].default.default
     assert default.split(",") == list(DEFAULT_ARMS)
+
+
+def test_a_run_made_before_a_setting_existed_is_reused_at_its_default(tmp_path: Path) -> None:
+    """Adding a FinetuneSettings field must not make every finished run look 'other settings'."""
+    from dataclasses import asdict, replace
+
+    from safetensors.torch import load_file
+
+    from neurofm.runfiles import load_finetune_config, write_model_files
+    from neurofm.study.runner import reusable
+    from neurofm.train.settings import FinetuneSettings
+    from test_explain_cli import make_run
+
+    run = make_run(tmp_path / "run", "infarct", "mil")
+    old = asdict(FinetuneSettings(head="mil"))
+    del old["mil_head_only"]  # as written before the field was added
+    weights = load_file(run / "model.safetensors")
+    write_model_files(run, weights, replace(load_finetune_config(run), recipe=old))
+    assert reusable(run, FinetuneSettings(head="mil"))
+    with pytest.raises(NeuroFMError, match="mil_head_only False"):
+        reusable(run, FinetuneSettings(head="mil", mil_head_only=True))

@@ -96,6 +96,9 @@ def finetune_cmd(
         F.head, help="linear | mlp (classification/regression) | mil (classification)"
     ),
     pool: str = typer.Option(F.pool, help="avg | max | avgmax: how the bottleneck is pooled"),
+    mil_head_only: bool = typer.Option(
+        F.mil_head_only, help="mil head: rank only voxels inside the head, never air"
+    ),
     fusion: str = typer.Option(
         F.fusion,
         help="early: sequences as channels of one encoder pass | late: one shared-encoder pass "
@@ -127,8 +130,8 @@ def finetune_cmd(
 
     options: dict[str, Any] = {
         "task": task, "init": init, "mode": mode, "shots": shots, "preset": preset, "head": head,
-        "pool": pool, "fusion": fusion, "steps": steps, "batch_size": batch_size,
-        "input_size": input_size, "patch_size": patch, "lr": lr,
+        "pool": pool, "mil_head_only": mil_head_only, "fusion": fusion, "steps": steps,
+        "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "seed": seed,
         "eval_every": eval_every, "patience": patience,
     }  # fmt: skip

@@ -104,7 +104,9 @@ class TaskModelConfig:
     ``head`` is the pooled-embedding head of classification/regression (segmentation always
     uses the U-Net decoder + a 1x1x1 conv), or ``mil`` for classification: the decoder + 1x1x1
     conv score every voxel and the case logit is the mean of the ``mil_top`` highest scores
-    (multiple-instance learning: "is there a lesion anywhere" is a local question).
+    (multiple-instance learning: "is there a lesion anywhere" is a local question);
+    ``mil_head_only`` ranks only voxels inside the head (some input channel above its air
+    value), so air outside the head can never be the evidence (off in runs made before it).
     ``adapter_rank > 0`` inserts zero-initialised residual bottleneck adapters of that width
     after every encoder stage (needed for the ``adapter`` training mode); 0 means no adapters.
     ``pool`` is how the bottleneck becomes the head's embedding
@@ -119,6 +121,7 @@ class TaskModelConfig:
     adapter_rank: int = 0
     pool: PoolKind = "avg"
     mil_top: int = 16
+    mil_head_only: bool = False
     fusion: FusionKind = "early"
 
     def __post_init__(self) -> None:

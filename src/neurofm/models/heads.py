@@ -57,6 +57,19 @@ class PooledHead(nn.Module):
         return out
 
 
+def restrict_to_head(scores: Tensor, x: Tensor) -> Tensor:
+    """Voxel scores ``(B, N)`` with voxels outside the head lowered to the case's lowest score.
+
+    Preprocessing clips every channel below at its air value and pads with it, so a voxel
+    where every channel sits at its volume minimum is air (or padding). Lowering rather than
+    masking to -inf keeps the top-k mean finite when a volume has fewer than k head voxels.
+    """
+    flat = x.flatten(2)  # (B, C, N)
+    inside = (flat > flat.amin(dim=2, keepdim=True) + 1e-4).any(dim=1)
+    floor = scores.detach().amin(dim=1, keepdim=True)
+    return torch.where(inside, scores, floor)
+
+
 VOXEL_PRIOR = 0.01
 """Foreground probability a fresh voxel head (segmentation, MIL) predicts everywhere."""
 
@@ -98,8 +111,11 @@ class TaskModel(nn.Module):
         if self.decoder is not None:
             out: Tensor = self.head(self.decoder(self.encoder(x)))
             if self.cfg.head == "mil":  # case logit: mean of the top voxel scores
-                top = min(self.cfg.mil_top, out[0].numel())
-                return out.flatten(1).topk(top, dim=1).values.mean(dim=1)
+                scores = out.flatten(1)
+                if self.cfg.mil_head_only:
+                    scores = restrict_to_head(scores, x)
+                top = min(self.cfg.mil_top, scores.shape[1])
+                return scores.topk(top, dim=1).values.mean(dim=1)
             return out
         pooled: Tensor = self.head(self.embed(x))
         return pooled

@@ -36,6 +36,7 @@ class TaskRecipe:
     objective: str = "mae"
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
+    mil_head_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,9 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        if not isinstance(spec, dict) or set(spec) - {"objective", "head", "pool"}:
-            raise NeuroFMError(where, f"[tasks.{task}] takes objective, head and pool only")
+        keys = {"objective", "head", "pool", "mil_head_only"}
+        if not isinstance(spec, dict) or set(spec) - keys:
+            raise NeuroFMError(where, f"[tasks.{task}] takes only {', '.join(sorted(keys))}")
         objective = spec.get("objective", "mae")
         head = spec.get("head", "linear")
         pool = spec.get("pool", "avg")
@@ -170,7 +172,10 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
             raise NeuroFMError(
                 where, f"tasks.{task}.pool {pool!r} unknown (known: {get_args(PoolKind)})"
             )
-        out[task] = TaskRecipe(objective=objective, head=head, pool=pool)
+        head_only = _typed(
+            where, f"tasks.{task}.mil_head_only", spec.get("mil_head_only", False), False
+        )
+        out[task] = TaskRecipe(objective=objective, head=head, pool=pool, mil_head_only=head_only)
     return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -41,12 +40,19 @@ from neurofm.train.pretraining import PretrainSettings, pretrain
 from neurofm.train.runs import case_dirs
 
 
-def reusable(run: Path, recipe: dict[str, Any]) -> bool:
-    """True when ``run`` finished with ``recipe``; a finished run with another is refused."""
+def reusable(run: Path, settings: PretrainSettings | FinetuneSettings) -> bool:
+    """True when ``run`` finished with ``settings``; a finished run with others is refused.
+
+    A setting the run's config does not list (added to neurofm after the run was made) counts
+    as its default, which is what the run was trained with.
+    """
     if not (run / "model.safetensors").exists():
         return False
     made = dict(load_run_config(run).recipe)
-    diff = {k: (made.get(k), v) for k, v in recipe.items() if made.get(k) != v}
+    recipe, default = asdict(settings), asdict(type(settings)())
+    diff = {
+        k: (made.get(k, default[k]), v) for k, v in recipe.items() if made.get(k, default[k]) != v
+    }
     if diff:
         shown = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(diff.items())[:3])
         raise NeuroFMError(run, f"finished with other settings: {shown}; rerun with --overwrite")
@@ -74,12 +80,14 @@ def finetune_settings(
     head's rate; models with a decoder, and scratch models, train everything at the full rate.
     """
     spec = get_task(unit.task)
-    head, pool = recipe.task(unit.task).head, recipe.task(unit.task).pool
+    chosen = recipe.task(unit.task)
+    head, pool = chosen.head, chosen.pool
     dense = TaskModelConfig(kind=spec.kind, head=head).dense
     steps = recipe.segmentation_steps if spec.kind == "segmentation" else recipe.finetune_steps
     slow = init != "scratch" and not dense
     return FinetuneSettings(
         task=unit.task, init=init, shots=unit.shots, preset=unit.backbone, head=head, pool=pool,
+        mil_head_only=chosen.mil_head_only,
         steps=steps, workers=workers, seed=seed, eval_every=max(5, steps // 10),
         patience=recipe.patience, lr=recipe.lr,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
@@ -133,7 +141,7 @@ class SeedRun:
         """The seed's pretraining run for ``objective`` on ``backbone`` (trained if needed)."""
         run = self.runs / f"pretrain-{objective}-{backbone}"
         ps = pretrain_settings(self.recipe, objective, backbone, self.seed, self.workers)
-        if not reusable(run, asdict(ps)):
+        if not reusable(run, ps):
             t0 = time.perf_counter()
             pretrain(
                 self.prepared, run, ps, self.dist, resume=(run / "checkpoints" / "last").exists()
@@ -155,7 +163,7 @@ class SeedRun:
                 fs = FinetuneSettings(**{**asdict(base), "init": str(init_dir), "mode": "probe"})
             else:
                 fs = random_features_settings(base, init_dir, self.prepared)
-        if not reusable(run, asdict(fs)):
+        if not reusable(run, fs):
             t0 = time.perf_counter()
             finetune(
                 self.prepared, run, fs, self.dist, resume=(run / "checkpoints" / "last").exists()

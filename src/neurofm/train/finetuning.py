@@ -217,6 +217,7 @@ def finetune(
         head=s.head,
         adapter_rank=s.adapter_rank if s.mode == "adapter" else 0,
         pool=s.pool,
+        mil_head_only=s.mil_head_only and s.head == "mil",
         fusion=s.fusion,
     )
     cfg, pretrained, init_name = load_init(s.init, cfg)

@@ -91,6 +91,7 @@ class FinetuneSettings:
     preset: str = "tiny"
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
+    mil_head_only: bool = False  # MIL head: rank only voxels inside the head
     fusion: FusionKind = "early"  # early: sequences as channels; late: an encoder pass each
     adapter_rank: int = 8
     input_size: int = 48
