@@ -128,45 +128,17 @@ def compare_cmd(
     overwrite: bool = typer.Option(False, help="replace an earlier comparison in OUT"),
 ) -> None:
     """AUROC, Brier, ECE (95% CIs on shared resamples), AUROC vs K x T, seconds per case."""
-    import numpy as np
-
-    from neurofm.atomic import write_json_atomic, write_text_atomic
-    from neurofm.diffusion.compare import budget_curve, metric_rows, plot_curve, predict_both
+    from neurofm.diffusion.compare import OUTPUTS, predict_both, write_comparison
     from neurofm.predict import load_predictor
     from neurofm.train.runs import refuse_existing_outputs
 
-    names = ("cases.csv", "metrics.csv", "curve.csv", "curve.png", "summary.json")
-    refuse_existing_outputs([out / n for n in names], overwrite)
+    refuse_existing_outputs([out / n for n in OUTPUTS], overwrite)
     diffusion = _load(model, device)
     base = load_predictor(baseline, device)
     if base.task.name != diffusion.task.name:
         raise NeuroFMError(baseline, f"baseline is for {base.task.name}, not {diffusion.task.name}")
     rule = _rule(diffusion, k, t)
     got = predict_both(diffusion, base, input, rule)
-    y = got.table["label"].to_numpy(dtype=float)
-    probs = {
-        "diffusion": got.table["p_diffusion"].to_numpy(),
-        "baseline": got.table["p_baseline"].to_numpy(),
-    }
-    metrics = metric_rows(y, probs, n_boot)
-    ks = sorted({1, 2, 4, 8, rule.k} & set(range(1, rule.k + 1)))
-    ts = sorted({1, 2, 4, 8, rule.t} & set(range(1, rule.t + 1)))
-    curve = budget_curve(y, got.verdicts, ks, ts, n_boot)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "cases.csv", got.table.to_csv(index=False))
-    write_text_atomic(out / "metrics.csv", metrics.to_csv(index=False))
-    write_text_atomic(out / "curve.csv", curve.to_csv(index=False))
-    base_auroc = float(metrics.query("model == 'baseline' and metric == 'auroc'")["value"].iloc[0])
-    plot_curve(curve, base_auroc, f"baseline ({baseline.name})", out / "curve.png")
-    summary = {
-        "diffusion_run": str(model), "baseline_run": str(baseline),
-        "splits": [str(p) for p in input], "cases": len(y), "k": rule.k, "t": rule.t,
-        "seconds_per_case": {
-            "diffusion": float(np.mean(got.table["seconds_diffusion"])),
-            "baseline": float(np.mean(got.table["seconds_baseline"])),
-        },
-        "metrics": metrics.to_dict(orient="records"),
-    }  # fmt: skip
-    write_json_atomic(out / "summary.json", summary)
+    metrics = write_comparison(out, got, rule, model, baseline, input, n_boot)
     typer.echo(metrics.to_string(index=False))
-    typer.echo(f"written to {out}")
+    typer.echo(f"written to {out} (add it to the report: neurofm report RUN --diffusion {out})")

@@ -22,10 +22,16 @@ def report(
     task: list[str] = typer.Option(
         [], help="Your task file (.toml) when the results hold a task of your own (repeatable)."
     ),
+    diffusion: list[Path] = typer.Option(
+        [],
+        help="A `neurofm diffusion compare` folder: adds the Diffusion classifier page "
+        "(repeatable).",
+    ),
 ) -> None:
     """Write a self-contained HTML report (leaderboards, plots, 3D case viewer, and subgroups
     when the results folder has evaluate's strata.csv); print its path."""
     from neurofm.atomic import disk_full_guard
+    from neurofm.diffusion.report import diffusion_page
     from neurofm.report import build_report
     from neurofm.report.inputs import find_results_dir
     from neurofm.report.strata import strata_page
@@ -34,9 +40,10 @@ def report(
     for t in task:  # a loaded task file is known by its name in the results table
         get_task(t)
     page = strata_page(find_results_dir(run_or_results))
+    pages = [p for p in (page, diffusion_page(diffusion)) if p]
     with disk_full_guard(out):  # the report is built beside OUT: name OUT, not the temp folder
         index = build_report(
             run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed,
-            extra_pages=[page] if page is not None else [],
+            extra_pages=pages,
         )  # fmt: skip
     typer.echo(str(index.resolve()))

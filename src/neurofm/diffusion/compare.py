@@ -22,6 +22,7 @@ from rich.progress import track
 from scipy.stats import rankdata
 from sklearn.metrics import brier_score_loss
 
+from neurofm.atomic import write_json_atomic, write_text_atomic
 from neurofm.data.preprocess import preprocess
 from neurofm.diffusion.classify import ClassifierSettings, Verdict
 from neurofm.diffusion.predictor import DiffusionPredictor
@@ -32,6 +33,7 @@ from neurofm.metrics.classification import expected_calibration_error
 from neurofm.predict import Predictor, case_inputs
 from neurofm.stats.bootstrap import bootstrap_ci, bootstrap_indices
 
+OUTPUTS = ("cases.csv", "metrics.csv", "curve.csv", "curve.png", "summary.json")
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "auroc": auroc,
     "brier": lambda y, p: float(brier_score_loss(y, p)),
@@ -160,3 +162,40 @@ def plot_curve(curve: pd.DataFrame, baseline_auroc: float, baseline_name: str, p
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_comparison(
+    out: Path,
+    got: CasePredictions,
+    rule: ClassifierSettings,
+    diffusion_run: Path,
+    baseline_run: Path,
+    splits: Sequence[Path],
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """Score both models and write :data:`OUTPUTS` into ``out`` (the report's "Diffusion
+    classifier" page reads them, :mod:`neurofm.diffusion.report`); returns the metric table."""
+    y = got.table["label"].to_numpy(dtype=float)
+    probs = {"diffusion": got.table["p_diffusion"].to_numpy(),
+             "baseline": got.table["p_baseline"].to_numpy()}  # fmt: skip
+    metrics = metric_rows(y, probs, n_boot)
+    ks = sorted({1, 2, 4, 8, rule.k} & set(range(1, rule.k + 1)))
+    ts = sorted({1, 2, 4, 8, rule.t} & set(range(1, rule.t + 1)))
+    curve = budget_curve(y, got.verdicts, ks, ts, n_boot)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "cases.csv", got.table.to_csv(index=False))
+    write_text_atomic(out / "metrics.csv", metrics.to_csv(index=False))
+    write_text_atomic(out / "curve.csv", curve.to_csv(index=False))
+    base_auroc = float(metrics.query("model == 'baseline' and metric == 'auroc'")["value"].iloc[0])
+    plot_curve(curve, base_auroc, f"baseline ({baseline_run.name})", out / "curve.png")
+    summary = {
+        "diffusion_run": str(diffusion_run), "baseline_run": str(baseline_run),
+        "splits": [str(p) for p in splits], "cases": len(y), "k": rule.k, "t": rule.t,
+        "seconds_per_case": {
+            "diffusion": float(np.mean(got.table["seconds_diffusion"])),
+            "baseline": float(np.mean(got.table["seconds_baseline"])),
+        },
+        "metrics": metrics.to_dict(orient="records"),
+    }  # fmt: skip
+    write_json_atomic(out / "summary.json", summary)
+    return metrics

@@ -112,6 +112,9 @@ def _write(
             page.template, out / page.filename, title=f"{page_title} — {page.label}", nav=nav,
             templates=page.templates, **page.context,
         )  # fmt: skip
+        for name, source in page.files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out / name)
 
 
 def report_model(

@@ -13,6 +13,8 @@ Adding a page (for example "Explanations" or "Study"):
 2. pass ``ReportPage("<name>.html", "<nav label>", "<name>.html", {"data": obj}, templates)``
    in ``extra_pages`` of :func:`neurofm.report.build_report` — it is rendered into the report
    folder and linked from the navigation of every page — or call :func:`render_page` directly.
+   A page whose figures already exist as files (drawn by another command) lists them in
+   ``files`` (path in the report folder -> source file): they are copied beside the pages.
 
 Figures are files beside the pages (``figures/*.png``), so a page only refers to them by path.
 """
@@ -47,6 +49,7 @@ class ReportPage:
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
     templates: Path | None = None  # folder of the template, when not report/templates
+    files: Mapping[str, Path] = field(default_factory=dict)  # report-relative path -> source
 
 
 def num(value: float, decimals: int = 2) -> str:
