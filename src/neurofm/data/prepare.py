@@ -322,7 +322,12 @@ def plan_run(
     rows = []
     for sub in plan(src, subset):
         subset_dir = dst / sub.name if sub.name else dst
-        states = [_stamps_unchanged(job, subset_dir, params) for job in sub.jobs]
+        # one listing instead of a meta.json lookup per case: most cases of a first run are new
+        present = set(os.listdir(subset_dir)) if subset_dir.is_dir() else set()
+        states = [
+            _stamps_unchanged(job, subset_dir, params) if job.case_id in present else None
+            for job in sub.jobs
+        ]
         rows.append(
             PlanRow(
                 sub.name,
