@@ -27,12 +27,18 @@ def report(
         help="A `neurofm diffusion compare` folder: adds the Diffusion classifier page "
         "(repeatable).",
     ),
+    explain: list[Path] = typer.Option(
+        [],
+        help="A `neurofm explain-table` output folder: adds the Explanations page "
+        "(repeatable, e.g. one per task).",
+    ),
 ) -> None:
     """Write a self-contained HTML report (leaderboards, plots, 3D case viewer, and subgroups
     when the results folder has evaluate's strata.csv); print its path."""
     from neurofm.atomic import disk_full_guard
     from neurofm.diffusion.report import diffusion_page
     from neurofm.report import build_report
+    from neurofm.report.explain import explain_page
     from neurofm.report.inputs import find_results_dir
     from neurofm.report.strata import strata_page
     from neurofm.tasks import get_task
@@ -40,7 +46,7 @@ def report(
     for t in task:  # a loaded task file is known by its name in the results table
         get_task(t)
     page = strata_page(find_results_dir(run_or_results))
-    pages = [p for p in (page, diffusion_page(diffusion)) if p]
+    pages = [p for p in (page, diffusion_page(diffusion), explain_page(explain)) if p]
     with disk_full_guard(out):  # the report is built beside OUT: name OUT, not the temp folder
         index = build_report(
             run_or_results, out, title=title, overwrite=overwrite, n_boot=n_boot, seed=seed,

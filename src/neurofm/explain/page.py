@@ -57,7 +57,9 @@ LABELS = {  # the table's columns (neurofm.explain.table.COLUMNS) and their head
 }
 
 
-def _mark_best(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def mark_best(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the table rows with ``best[column]``: the arm's best method in that column
+    (highest, or lowest for the randomisation correlation); ties are all best."""
     out = [dict(r) for r in rows]
     for r in out:
         mine = [o for o in out if o["arm"] == r["arm"]]
@@ -89,7 +91,7 @@ def write_page(
         command=command,
         columns=list(LABELS),
         labels=LABELS,
-        rows=_mark_best(rows),
+        rows=mark_best(rows),
         animations=animations,
         pictures=pictures,
     )

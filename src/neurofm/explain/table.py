@@ -23,6 +23,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from neurofm.atomic import write_json_atomic
 from neurofm.errors import NeuroFMError
 from neurofm.explain.cams import check_methods
 from neurofm.explain.case import (
@@ -40,11 +41,15 @@ from neurofm.explain.localisation import energy_in_lesion, pointing_game, rank_c
 from neurofm.explain.page import write_page
 from neurofm.explain.road import DEFAULT_FRACTIONS
 from neurofm.explain.run import fresh_output, publish, write_rows
+from neurofm.io.nifti import save_nifti
+from neurofm.io.splits import read_case_dir
 from neurofm.predict import Predictor
 from neurofm.stats.bootstrap import bootstrap_ci, bootstrap_indices
 from neurofm.train.runs import case_dirs
 
 COLUMNS = ("road", "pointing_game", "energy_in_lesion", "randomisation_corr")
+MANIFEST = "explain.json"  # what the report reads: the shown cases, their files, the GIFs
+MAPS_DIR = "maps"
 
 
 @dataclass(frozen=True)
@@ -196,33 +201,57 @@ def animate_case(
     )
 
 
-def picture_case(
-    predictor: Predictor,
+def show_case(
+    arms: Mapping[str, Predictor],
     case_dir: Path,
     folder: Path,
-    stem: str,
     methods: Sequence[str],
     samples: int,
-) -> list[Path]:
-    """A montage of each method's map of one case, the lesion outlined."""
-    inp = model_input(predictor, case_dir)
-    back = to_file_grid(inp.x[0, 0].cpu().numpy(), inp)[0]
-    path = lesion_mask(case_dir, predictor.task.name)
-    lesion = read_mask(path, back.shape) if path is not None else None
-    out = []
-    for a in explain_case(predictor, inp, methods, samples=samples):
-        on_file = to_file_grid(a.cam, inp)[0]
-        out.append(
-            montage(
-                folder / f"{stem}_{a.method}.png",
-                back,
-                on_file,
-                f"{stem} {a.name}",
-                lesion,
-                inp.file_spacing,
-            )
-        )
-    return out
+) -> dict[str, Any]:
+    """A shown case for the report's viewer: every arm's maps as NIfTI on the case file's grid
+    beside copies of the case's images and lesion mask (under ``folder/maps/<case>``), and a
+    montage of each map of the first arm (``folder/<arm>_<case>_<method>.png``).
+
+    Returns the case's manifest entry (paths relative to ``folder``)."""
+    task = next(iter(arms.values())).task
+    sub = folder / MAPS_DIR / case_dir.name
+    sub.mkdir(parents=True)
+    files = read_case_dir(case_dir, task.name).sequences
+    images = {}
+    for seq in task.select(files, str(case_dir)):
+        shutil.copyfile(files[seq], sub / f"{seq}.nii.gz")
+        images[seq] = f"{MAPS_DIR}/{case_dir.name}/{seq}.nii.gz"
+    entry: dict[str, Any] = {"case": case_dir.name, "split": case_dir.parent.name}
+    entry["images"] = images
+    mask_path = lesion_mask(case_dir, task.name)
+    entry["reference"] = None
+    if mask_path is not None:
+        shutil.copyfile(mask_path, sub / "reference.nii.gz")
+        entry["reference"] = f"{MAPS_DIR}/{case_dir.name}/reference.nii.gz"
+    entry["maps"], entry["constant"], entry["pictures"] = {}, [], []
+    for i, (arm, predictor) in enumerate(arms.items()):
+        inp = model_input(predictor, case_dir)
+        back = to_file_grid(inp.x[0, 0].cpu().numpy(), inp)[0]
+        lesion = read_mask(mask_path, back.shape) if mask_path is not None else None
+        for a in explain_case(predictor, inp, methods, samples=samples):
+            on_file, affine = to_file_grid(a.cam, inp)
+            name = f"{arm}_{a.method}.nii.gz"
+            save_nifti(on_file.astype(np.float32), affine, sub / name)
+            entry["maps"][f"{arm} {a.method}"] = f"{MAPS_DIR}/{case_dir.name}/{name}"
+            if a.constant:
+                entry["constant"].append(f"{arm} {a.method}")
+            if i == 0:
+                stem = f"{arm}_{case_dir.name}"
+                png = montage(
+                    folder / f"{stem}_{a.method}.png",
+                    back,
+                    on_file,
+                    f"{stem} {a.name}",
+                    lesion,
+                    inp.file_spacing,
+                )
+                entry["pictures"].append({"src": png.name, "caption": png.stem})
+    return entry
 
 
 def write_table(
@@ -239,8 +268,9 @@ def write_table(
     warn: Callable[[str], None] = print,
     progress: Callable[[Sequence[tuple[str, Path]]], Iterable[tuple[str, Path]]] = iter,
 ) -> list[dict[str, Any]]:
-    """Score, summarise and publish: table.csv/.md, cases.csv, CAManim GIFs, pictures and
-    index.html into a fresh ``out`` folder."""
+    """Score, summarise and publish into a fresh ``out`` folder: table.csv/.md, cases.csv,
+    CAManim GIFs, pictures, index.html, and for the shown cases every arm's maps as NIfTI
+    (``maps/``) listed in ``explain.json`` (what ``neurofm report --explain`` reads)."""
     methods = check_methods(methods)
     tmp = fresh_output(out)
     try:
@@ -256,15 +286,22 @@ def write_table(
         first = next(iter(arms))
         shown = list(dict.fromkeys(s.case for s in scores if s.arm == first))[:animate]
         by_name = {c.name: c for c in cases}
-        animations, pictures = [], []
+        animations, entries = [], []
         for name in shown:
             gif = animate_case(arms[first], by_name[name], tmp, f"camanim_{first}_{name}")
             animations.append({"src": gif.name, "caption": f"{first}: {name}, Grad-CAM"})
-            for png in picture_case(
-                arms[first], by_name[name], tmp, f"{first}_{name}", methods, samples
-            ):
-                pictures.append({"src": png.name, "caption": png.stem})
+            entries.append(show_case(arms, by_name[name], tmp, methods, samples))
+        pictures = [p for e in entries for p in e["pictures"]]
         write_page(tmp / "index.html", out.name, command, rows, animations, pictures)
+        manifest = {
+            "task": arms[first].task.name,
+            "command": command,
+            "arms": list(arms),
+            "methods": list(methods),
+            "animations": animations,
+            "cases": entries,
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -108,9 +108,10 @@ def _write(
         progress.advance(job)
     render_page("index.html", out / "index.html", title=page_title, nav=nav, report=report)
     for page in extra_pages:
+        context = {**page.context, **(page.write(out) if page.write is not None else {})}
         render_page(
             page.template, out / page.filename, title=f"{page_title} — {page.label}", nav=nav,
-            templates=page.templates, **page.context,
+            templates=page.templates, **context,
         )  # fmt: skip
         for name, source in page.files.items():
             (out / name).parent.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,15 @@ Adding a page (for example "Explanations" or "Study"):
    folder and linked from the navigation of every page — or call :func:`render_page` directly.
    A page whose figures already exist as files (drawn by another command) lists them in
    ``files`` (path in the report folder -> source file): they are copied beside the pages.
+   A page that makes files of its own (a case viewer's embedded volumes) gives ``write``, called
+   with the report folder before rendering; what it returns is added to the page's context.
 
 Figures are files beside the pages (``figures/*.png``), so a page only refers to them by path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,9 @@ class ReportPage:
     context: Mapping[str, Any] = field(default_factory=dict)
     templates: Path | None = None  # folder of the template, when not report/templates
     files: Mapping[str, Path] = field(default_factory=dict)  # report-relative path -> source
+    # writes files of its own into the report folder (e.g. a case viewer's data) before the page
+    # is rendered; returns context added to ``context``
+    write: Callable[[Path], Mapping[str, Any]] | None = None
 
 
 def num(value: float, decimals: int = 2) -> str:

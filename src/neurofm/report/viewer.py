@@ -31,12 +31,14 @@ from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import load_nifti, voxel_spacing
 
 MAX_CASE_BYTES = 2_000_000
+HEAT = "linear-gradient(90deg, #ff7f00, #ffc400, #fffe00)"  # swatch of niivue's "warm" map
 _MAX_FACTOR = 8
 
 
 @dataclass(frozen=True)
 class ViewerCase:
-    """One case to show: its sequences, the reference mask and each model's predicted mask."""
+    """One case to show: its sequences, the reference mask, each model's predicted mask and
+    any continuous maps (explanations), drawn as heat overlays scaled to their maximum."""
 
     task: str
     case: str
@@ -44,6 +46,7 @@ class ViewerCase:
     images: dict[str, Path]
     reference: Path | None = None
     predictions: dict[str, Path] = field(default_factory=dict)
+    maps: dict[str, Path] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -112,6 +115,14 @@ def niivue_bundle() -> Path:
     return path
 
 
+def display_map(data: np.ndarray) -> np.ndarray:
+    """A map for the heat overlay: its positive part over its maximum, in [0, 1]. A map with
+    no positive value (a dead layer) stays all zero rather than being scaled into noise."""
+    positive = np.clip(np.nan_to_num(data.astype(np.float32)), 0.0, None)
+    top = float(positive.max())
+    return positive / top if top > 0 else positive
+
+
 def _encode(data: np.ndarray, affine: np.ndarray, mask: bool) -> bytes:
     img = nib.Nifti1Image(data.astype(np.uint8) if mask else data.astype(np.float32), affine)
     if not mask:
@@ -138,8 +149,8 @@ def _centre_mm(mask: np.ndarray, affine: np.ndarray) -> list[float]:
 def encode_case(case: ViewerCase, max_bytes: int = MAX_CASE_BYTES) -> dict[str, Any]:
     """Base64 gzipped NIfTI of every volume of a case, coarsened until it fits ``max_bytes``.
 
-    Also gives ``factor`` (the coarsening) and ``focus_mm``, the centre of the first non-empty
-    mask (reference first), or None.
+    Maps are stored as :func:`display_map`. Also gives ``factor`` (the coarsening) and
+    ``focus_mm``, the centre of the first non-empty mask (reference first), or None.
     """
     volumes: list[tuple[str, str, Path, bool]] = [
         ("images", k, p, False) for k, p in case.images.items()
@@ -147,14 +158,19 @@ def encode_case(case: ViewerCase, max_bytes: int = MAX_CASE_BYTES) -> dict[str, 
     if case.reference is not None:
         volumes.append(("reference", "reference", case.reference, True))
     volumes += [("predictions", k, p, True) for k, p in case.predictions.items()]
+    volumes += [("maps", k, p, False) for k, p in case.maps.items()]
     loaded = [(group, key, *load_nifti(p), mask) for group, key, p, mask in volumes]
+    loaded = [
+        (group, key, display_map(data) if group == "maps" else data, affine, mask)
+        for group, key, data, affine, mask in loaded
+    ]
     focus = next(
         (_centre_mm(data, affine) for _, _, data, affine, mask in loaded if mask and data.any()),
         None,
     )
     factor = 1
     while True:
-        encoded: dict[str, Any] = {"images": {}, "reference": None, "predictions": {}}
+        encoded: dict[str, Any] = {"images": {}, "reference": None, "predictions": {}, "maps": {}}
         total = 0
         for group, key, data, affine, mask in loaded:
             img = _resample(data, affine, factor, mask)
@@ -178,30 +194,42 @@ def write_viewer(
     overlay_colours: dict[str, str],
     reference_colour: str,
     case_metrics: dict[str, dict[str, dict[str, float]]],
+    folder: str = "cases",
 ) -> list[dict[str, Any]]:
-    """Write ``cases/<id>.js`` and ``assets/niivue.umd.js``; return the index the page reads.
+    """Write ``<folder>/<id>.js`` and ``assets/niivue.umd.js``; return the index the page reads.
 
-    ``case_metrics`` maps case id -> model -> metric -> value, shown beside the volumes.
+    ``case_metrics`` maps case id -> model -> metric -> value, shown beside the volumes. A page
+    with a viewer of its own uses its own ``folder``, so case ids never collide across pages.
     """
-    (out / "cases").mkdir(parents=True, exist_ok=True)
+    (out / folder).mkdir(parents=True, exist_ok=True)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(niivue_bundle(), out / "assets" / "niivue.umd.js")
     index: list[dict[str, Any]] = []
     for case in cases:
         encoded = encode_case(case)
-        script = f"cases/{case.id}.js"
-        payload = json.dumps({k: encoded[k] for k in ("images", "reference", "predictions")})
+        script = f"{folder}/{case.id}.js"
+        payload = json.dumps(
+            {k: encoded[k] for k in ("images", "reference", "predictions", "maps")}
+        )
         (out / script).write_text(
             "window.NEUROFM_CASES = window.NEUROFM_CASES || {};\n"
             f"window.NEUROFM_CASES[{json.dumps(case.id)}] = {payload};\n"
         )
         overlays = []
         if case.reference is not None:
-            overlays.append({"key": "reference", "label": "reference", "colour": reference_colour})
+            overlays.append(
+                {
+                    "key": "reference",
+                    "label": "reference",
+                    "colour": reference_colour,
+                    "kind": "mask",
+                }
+            )
         overlays += [
-            {"key": m, "label": m, "colour": overlay_colours.get(m, "#D55E00")}
+            {"key": m, "label": m, "colour": overlay_colours.get(m, "#D55E00"), "kind": "mask"}
             for m in case.predictions
         ]
+        overlays += [{"key": m, "label": m, "colour": HEAT, "kind": "map"} for m in case.maps]
         index.append(
             {
                 "id": case.id,

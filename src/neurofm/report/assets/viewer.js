@@ -17,6 +17,7 @@
     metrics: byId("case-metrics"),
   };
   const state = { meta: null, images: {}, overlays: [] };
+  const MAP_CAL_MIN = 0.25;
   let nv = null;
 
   function setStatus(text) {
@@ -122,10 +123,18 @@
     ui.overlays.replaceChildren();
     const overlays = [];
     for (const ov of meta.overlays) {
-      const blob = ov.key === "reference" ? data.reference : data.predictions[ov.key];
-      addFlatColormap(ov.key, ov.colour);
-      const image = await niivue.NVImage.new(base64ToBuffer(blob), ov.key + ".nii.gz",
-        colormapName(ov.key), 1, null, 0, 1, true);
+      // Masks get one flat colour; maps (explanations, scaled to [0, 1]) a heat scale whose
+      // lowest quarter is transparent, so the image shows through where a map is weak.
+      let image;
+      if (ov.kind === "map") {
+        image = await niivue.NVImage.new(base64ToBuffer(data.maps[ov.key]), ov.key + ".nii.gz",
+          "warm", 1, null, MAP_CAL_MIN, 1, true);
+      } else {
+        const blob = ov.key === "reference" ? data.reference : data.predictions[ov.key];
+        addFlatColormap(ov.key, ov.colour);
+        image = await niivue.NVImage.new(base64ToBuffer(blob), ov.key + ".nii.gz",
+          colormapName(ov.key), 1, null, 0, 1, true);
+      }
       const label = document.createElement("label");
       const toggle = document.createElement("input");
       toggle.type = "checkbox";
