@@ -12,8 +12,10 @@ import csv
 import gzip
 import json
 import re
+import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -27,6 +29,7 @@ from neurofm.explain.table import COLUMNS, MANIFEST, CaseScore, summarise
 from neurofm.report import build_report
 from neurofm.report.explain import explain_page, read_explain
 from test_report import write_results_folder
+from test_report_browser import ARTIFACTS, _pixels, _severe, _wait, driver  # noqa: F401
 
 torch.set_num_threads(1)
 
@@ -209,3 +212,44 @@ def test_explain_table_then_report_command(tiny_benchmark: Path, tmp_path: Path)
     [meta] = _case_index(html)
     assert (out / meta["script"]).is_file() and meta["case"] == entry["case"]
     assert (out / "explain" / table.name / manifest["animations"][0]["src"]).is_file()
+
+
+def _warm(pixels: np.ndarray) -> float:
+    """Share of orange-to-yellow pixels (niivue's "warm" map): red high, blue low."""
+    p = pixels.astype(np.int16)
+    return float(((p[..., 0] > 200) & (p[..., 2] < 80) & (p[..., 1] > 90)).mean())
+
+
+@pytest.mark.browser
+def test_explanations_page_in_a_browser(driver: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Chromium opens the page from file://: table rows, GIF decoded, maps drawn in niivue."""
+    results = write_results_folder(tmp_path / "run", n_per_site=4, tasks=("meningioma",))
+    page = explain_page([make_explain_folder(tmp_path / "explain_infarct")])
+    out = tmp_path / "report"
+    build_report(results, out, n_boot=100, extra_pages=[page] if page else [])
+    driver.get((out / "explain.html").as_uri())
+    state = _wait(
+        driver,
+        "const s = document.body.dataset.viewer; return s === 'ready' || s === 'error' ? s : ''",
+    )
+    assert state == "ready", driver.find_element("id", "viewer-status").text
+    rows = driver.execute_script(
+        "return document.querySelectorAll('table.explain tbody tr').length"
+    )
+    assert rows == len(ARMS) * len(METHODS)
+    gif = driver.find_element("css selector", "figure img")
+    assert driver.execute_script("return arguments[0].naturalWidth", gif) == 8
+    toggles = driver.find_elements("css selector", "#overlay-toggles input")
+    assert len(toggles) == 1 + len(ARMS) * len(METHODS)
+    assert [t.is_selected() for t in toggles][:2] == [True, True]
+    time.sleep(0.5)
+    canvas = driver.find_element("id", "niivue-canvas")
+    shot = canvas.screenshot_as_png
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-explain-canvas.png").write_bytes(shot)
+    with_map = _warm(_pixels(shot))
+    assert with_map > 0.001, "no heat overlay visible"
+    toggles[1].click()  # the map off, the reference stays
+    time.sleep(0.4)
+    assert _warm(_pixels(canvas.screenshot_as_png)) < with_map / 2, "map toggle does nothing"
+    assert _severe(driver) == []
