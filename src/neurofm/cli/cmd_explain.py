@@ -76,13 +76,16 @@ def explain_table(
         "gradcam,gradcam++,xgradcam,hirescam,layercam,smoothgrad,integrated_gradients",
         help="comma-separated methods",
     ),
-    animate: int = typer.Option(2, help="cases shown as CAManim and pictures (first arm)"),
+    animate: int = typer.Option(
+        2, help="cases shown as CAManim and pictures (first arm) and as maps (every arm)"
+    ),
     samples: int = typer.Option(8, help="SmoothGrad samples / Integrated Gradients steps"),
     out: Path = typer.Option(..., help="new (or empty) output folder"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Localisation and sanity table (ROAD, pointing game, energy in lesion, randomisation
-    correlation, case-bootstrap CIs) on cases whose lesion is known, plus an HTML page."""
+    correlation, case-bootstrap CIs) on cases whose lesion is known, plus an HTML page and the
+    shown cases' maps for `neurofm report --explain OUT`."""
     import shlex
     import sys
 
