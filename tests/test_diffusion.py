@@ -161,3 +161,18 @@ def test_budget_curve_reads_sub_budgets_from_the_same_draws() -> None:
     full = curve.query("k == 4 and t == 4").iloc[0]
     assert full["auroc_gap"] == pytest.approx(roc_auc_score(y, [v.mean_gap for v in verdicts]))
     assert full["auroc_vote"] == pytest.approx(roc_auc_score(y, [v.probability for v in verdicts]))
+
+
+def test_finetune_options_become_a_diffusion_recipe() -> None:
+    from neurofm.diffusion.settings import DiffusionSettings, settings_from_finetune
+
+    s = settings_from_finetune({"task": "infarct", "head": "diffusion", "steps": 7, "seed": 3})
+    assert (s.steps, s.seed) == (7, 3)
+    assert (s.lr, s.k, s.t) == (DiffusionSettings.lr, DiffusionSettings.k, DiffusionSettings.t)
+    with pytest.raises(NeuroFMError, match=r"--pool, --encoder-lr-scale do\(es\) not apply"):
+        settings_from_finetune({"task": "infarct", "pool": "max", "encoder_lr_scale": 0.1})
+    # the shared options obey the finetuning recipe's own rules
+    with pytest.raises(NeuroFMError, match="--batch-size must be positive"):
+        DiffusionSettings(batch_size=0)
+    with pytest.raises(NeuroFMError, match="class_dropout must be in"):
+        DiffusionSettings(class_dropout=1.0)

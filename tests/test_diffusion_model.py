@@ -28,6 +28,14 @@ def cli(*args: object) -> int:
     return 0
 
 
+def predict(run: Path, split: Path, out: Path) -> tuple[list[str], list[float]]:
+    """`neurofm predict` on every case of ``split``: case names and probabilities."""
+    assert cli("predict", "--task", "infarct", "--model", run, "--input", split,
+               "--output", out, "--device", "cpu") == 0  # fmt: skip
+    cases = sorted(p.name for p in split.iterdir() if p.is_dir())
+    return cases, [float((out / f"{c}.txt").read_text()) for c in cases]
+
+
 def _net(**kw: object) -> DiffusionUNet:
     torch.manual_seed(0)
     return DiffusionUNet(DiffusionUNetConfig(get_preset("tiny", in_channels=2), **kw))  # type: ignore[arg-type]
@@ -99,17 +107,11 @@ def test_diffusion_head_trains_predicts_and_explains(
     assert cfg["diffusion"]["schedule"] == {"kind": "linear", "steps": 1000}
     split = tiny_benchmark / "infarct" / "test"
     preds = tmp_path / "preds"
-    assert cli("predict", "--task", "infarct", "--model", run, "--input", split,
-               "--output", preds, "--device", "cpu") == 0  # fmt: skip
-    cases = sorted(p.name for p in split.iterdir() if p.is_dir())
-    values = [float((preds / f"{c}.txt").read_text()) for c in cases]
+    cases, values = predict(run, split, preds)
     # K x T = 2 draws: Jeffreys-smoothed shares are 0.5/3, 1.5/3 or 2.5/3
     assert all(min(abs(v - q) for q in (1 / 6, 0.5, 5 / 6)) < 1e-5 for v in values)
     # the same seed gives the same probabilities
-    again = tmp_path / "again"
-    assert cli("predict", "--task", "infarct", "--model", run, "--input", split,
-               "--output", again, "--device", "cpu") == 0  # fmt: skip
-    assert [float((again / f"{c}.txt").read_text()) for c in cases] == values
+    assert predict(run, split, tmp_path / "again") == (cases, values)
     assert cli("evaluate", "--task", "infarct", "--predictions", preds,
                "--references", split, "--out", tmp_path / "ev") == 0  # fmt: skip
     maps = tmp_path / "maps"
@@ -159,3 +161,60 @@ def test_bad_input_is_one_line_and_touches_nothing(
     # a finetuned (not pretraining) run as --init
     assert cli("finetune-diffusion", tiny_prepared, "--init", tmp_path / "o", "--out", out) == 2
     assert not out.exists()
+
+
+def test_finetune_head_diffusion_refuses_before_touching_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x"
+    for args, words in (
+        (["--task", "brain_age"], ["the diffusion head classifies"]),
+        (["--task", "infarct", "--patience", "3", "--mode", "probe"],
+         ["--head diffusion:", "--patience", "--mode", "do(es) not apply"]),
+        (["--task", "infarct", "--lr", "0"], ["--lr must be positive"]),
+    ):  # fmt: skip
+        assert cli("finetune", tmp_path / "data", "--head", "diffusion", "--out", out, *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert all(w in err for w in words) and len(err.splitlines()) == 1, err
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_finetune_head_diffusion_is_the_one_training_path_and_packages(
+    tiny_prepared: Path, tiny_benchmark: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from neurofm.diffusion.settings import DiffusionSettings
+
+    run = tmp_path / "diff"
+    args = ["--out", run, *FAST, "--input-size", "32"]
+    assert cli("finetune", tiny_prepared, "--task", "infarct", "--head", "diffusion", *args) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["head"] == "diffusion"
+    # given options count; the rest are the diffusion recipe's defaults, not finetuning's
+    assert cfg["recipe"]["steps"] == 3 and cfg["recipe"]["input_size"] == 32
+    assert cfg["recipe"]["lr"] == DiffusionSettings.lr != 1e-3
+    assert cfg["diffusion"]["classifier"] == {"k": 4, "t": 8, "t_max": 0.5, "seed": 0}
+    # the sibling command with the same options trains the same weights (one code path)
+    alias = tmp_path / "alias"
+    assert cli("finetune-diffusion", tiny_prepared, *args[:1], alias, *args[2:]) == 0
+    a, b = load_file(run / "model.safetensors"), load_file(alias / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    split = tiny_benchmark / "infarct" / "test"
+    preds = tmp_path / "preds"
+    cases, values = predict(run, split, preds)
+    # K x T = 32 draws: the Jeffreys-smoothed share is (votes + 1/2) / 33 for some whole votes
+    votes = [v * 33 - 0.5 for v in values]
+    assert all(abs(n - round(n)) < 1e-4 and 0 <= round(n) <= 32 for n in votes), values
+    ev = tmp_path / "ev"
+    assert cli("evaluate", "--task", "infarct", "--predictions", preds,
+               "--references", split, "--out", ev) == 0  # fmt: skip
+    assert (ev / "results.csv").is_file()
+    # packaged: the sandboxed self-test reproduces the probability predicted above
+    pkg = tmp_path / "pkg"
+    assert cli("package", "build", run, "--out", pkg, "--sample", split / cases[0],
+               "--task", "infarct", "--id", "tiny-diffusion") == 0  # fmt: skip
+    selftest = next((pkg / "selftest").glob("*.txt"))
+    assert float(selftest.read_text()) == pytest.approx(values[0], abs=1e-6)

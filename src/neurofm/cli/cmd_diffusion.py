@@ -1,4 +1,5 @@
-"""`neurofm finetune-diffusion` and `neurofm diffusion explain|compare`: the diffusion classifier.
+"""`neurofm finetune --head diffusion` (or `finetune-diffusion`, with the diffusion's own options)
+and `neurofm diffusion explain|compare`: the diffusion classifier.
 
 Training writes a standard finetuned run (``head: diffusion`` in config.json), so `neurofm
 predict`, `evaluate`, `leaderboard` and packages use it like any infarct model.
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from neurofm.cli import app
-from neurofm.diffusion.settings import DiffusionSettings
+from neurofm.diffusion.settings import DiffusionSettings, settings_from_finetune
 from neurofm.errors import NeuroFMError
 
 if TYPE_CHECKING:
@@ -51,10 +52,8 @@ def finetune_diffusion_cmd(
     resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
-    """Train a class-conditional 3D diffusion model that classifies by denoising error."""
-    from neurofm.cli.cmd_train import _run
-    from neurofm.diffusion.training import finetune_diffusion
-
+    """Train a class-conditional 3D diffusion model that classifies by denoising error
+    (`neurofm finetune --head diffusion` with the diffusion's own options as well)."""
     options: dict[str, Any] = {
         "task": task, "init": init, "preset": preset, "input_size": input_size,
         "schedule": schedule, "diffusion_steps": diffusion_steps, "k": k, "t": t,
@@ -62,10 +61,46 @@ def finetune_diffusion_cmd(
         "batch_size": batch_size, "lr": lr, "workers": workers, "seed": seed,
     }  # fmt: skip
     settings = DiffusionSettings(**options)  # checks every value before OUT is touched
-    if init != "scratch":
+    train_diffusion(data, out, settings, device, threads, overwrite=overwrite, resume=resume)
+
+
+# `neurofm finetune` options that only say how the run is executed, not what is trained
+_EXECUTION = ("data", "out", "device", "threads", "resume", "overwrite")
+
+
+def finetune_head_diffusion(ctx: typer.Context) -> None:
+    """`neurofm finetune --head diffusion`: the recipe options the user gave there (defaults
+    are finetuning's, not the diffusion recipe's, so only given ones count), then the same
+    training as `finetune-diffusion`."""
+    p = ctx.params
+
+    def given(name: str) -> bool:  # by name: typer bundles a click whose enum is not click's
+        return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+
+    recipe = {name: value for name, value in p.items() if name not in _EXECUTION and given(name)}
+    settings = settings_from_finetune(recipe)
+    train_diffusion(p["data"], p["out"], settings, p["device"], p["threads"],
+                    overwrite=p["overwrite"], resume=p["resume"])  # fmt: skip
+
+
+def train_diffusion(
+    data: Path,
+    out: Path,
+    settings: DiffusionSettings,
+    device: str,
+    threads: int,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> None:
+    """Claim OUT and train: the one path behind both training commands."""
+    from neurofm.cli.cmd_train import _run
+    from neurofm.diffusion.training import finetune_diffusion
+
+    if settings.init != "scratch":
         from neurofm.runfiles import load_pretrain_config
 
-        load_pretrain_config(Path(init))  # refuse a non-pretraining run before OUT is touched
+        load_pretrain_config(Path(settings.init))  # refuse a non-pretraining run before OUT
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
         res = finetune_diffusion(data, out, settings, dist, resume=resume)
         if dist.is_main:

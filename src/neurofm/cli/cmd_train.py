@@ -85,6 +85,7 @@ def pretrain_cmd(
 
 @app.command("finetune")
 def finetune_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="prepared data root (with <task>/train) or split"),
     task: str = typer.Option(..., help="infarct | meningioma | brain_age, or a task file"),
     init: str = typer.Option(F.init, help="pretraining run folder, or 'scratch'"),
@@ -93,7 +94,9 @@ def finetune_cmd(
     out: Path = typer.Option(..., help="run folder"),
     preset: str = typer.Option(F.preset, help="backbone preset when --init scratch"),
     head: str = typer.Option(
-        F.head, help="linear | mlp (classification/regression) | mil (classification)"
+        F.head,
+        help="linear | mlp (classification/regression) | mil | diffusion (classification; "
+        "diffusion: docs/diffusion.md)",
     ),
     pool: str = typer.Option(F.pool, help="avg | max | avgmax: how the bottleneck is pooled"),
     mil_head_only: bool = typer.Option(
@@ -125,6 +128,11 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
+    if head == "diffusion":  # a generative classifier: a recipe and a trainer of its own
+        from neurofm.cli.cmd_diffusion import finetune_head_diffusion
+
+        finetune_head_diffusion(ctx)
+        return
     from neurofm.tasks import get_task
     from neurofm.train.finetuning import finetune
 

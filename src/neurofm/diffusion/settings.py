@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 from neurofm.diffusion.classify import ClassifierSettings
 from neurofm.diffusion.schedule import ScheduleKind
 from neurofm.errors import NeuroFMError
 from neurofm.tasks import get_task
-from neurofm.train.settings import require_at_least, require_positive
+from neurofm.train.settings import FinetuneSettings, require_at_least, require_positive
+
+# the fields a diffusion recipe shares with a finetuning recipe (same names, same meaning)
+SHARED_WITH_FINETUNE = ("task", "init", "preset", "input_size", "batch_size", "steps", "lr",
+                        "weight_decay", "warmup_steps", "workers", "seed", "log_every")  # fmt: skip
 
 
 @dataclass
@@ -38,15 +43,16 @@ class DiffusionSettings:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
-        from neurofm.models import MODEL_PRESETS, get_preset
+        from neurofm.models import get_preset
+        from neurofm.models.diffusion_unet import DiffusionUNetConfig
 
         task = get_task(self.task)
         if task.kind != "classification":
             raise NeuroFMError(
                 None, f"--task {task.name}: the diffusion head classifies (task kind {task.kind})"
             )
-        if self.preset not in MODEL_PRESETS:
-            raise NeuroFMError(None, f"unknown preset {self.preset!r} ({', '.join(MODEL_PRESETS)})")
+        # the options shared with finetuning obey its rules: checked by its recipe, not copied
+        FinetuneSettings(**{name: getattr(self, name) for name in SHARED_WITH_FINETUNE})
         if self.schedule not in get_args(ScheduleKind):
             raise NeuroFMError(None, f"unknown schedule {self.schedule!r} (linear, cosine)")
         self.classifier()  # K, T, t_max
@@ -56,14 +62,9 @@ class DiffusionSettings:
                 None, f"--input-size {self.input_size} must be a multiple of {divisor} "
                 f"and at least {2 * divisor} for preset {self.preset}",
             )  # fmt: skip
-        for option, value in (("--batch-size", self.batch_size), ("--lr", self.lr),
-                              ("log_every", self.log_every),
-                              ("checkpoint_every", self.checkpoint_every)):  # fmt: skip
-            require_positive(option, value)
-        for option, value in (("--steps", self.steps), ("--workers", self.workers),
-                              ("weight_decay", self.weight_decay),
-                              ("warmup_steps", self.warmup_steps)):  # fmt: skip
-            require_at_least(option, value, 0)
+        # embed_dim and class_dropout: the network's own rules, before a run folder is touched
+        DiffusionUNetConfig(get_preset(self.preset), 2, self.embed_dim, self.class_dropout)
+        require_positive("checkpoint_every", self.checkpoint_every)
         require_at_least("--diffusion-steps", self.diffusion_steps, 2)
 
     def classifier(self, **overrides: float) -> ClassifierSettings:
@@ -73,3 +74,20 @@ class DiffusionSettings:
             k=int(values["k"]), t=int(values["t"]), t_max=float(values["t_max"]),
             seed=int(values["seed"]),
         )  # fmt: skip
+
+
+def settings_from_finetune(given: Mapping[str, Any]) -> DiffusionSettings:
+    """The recipe of ``neurofm finetune --head diffusion`` from the options the user gave there.
+
+    Options of the finetuning recipe that mean the same for the diffusion head are taken; any
+    other (``--mode``, ``--pool``, ``--patience`` ...) is a one-line error rather than silently
+    ignored. Everything not given keeps the diffusion recipe's own default.
+    """
+    foreign = [name for name in given if name not in SHARED_WITH_FINETUNE and name != "head"]
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        raise NeuroFMError(
+            "--head diffusion", f"{flags} do(es) not apply to the diffusion head "
+            "(its own options: neurofm finetune-diffusion --help)",
+        )  # fmt: skip
+    return DiffusionSettings(**{name: given[name] for name in given if name != "head"})
