@@ -25,6 +25,7 @@ from neurofm.inference import infer
 from neurofm.io.nifti import Volume, load_volume, save_nifti
 from neurofm.io.splits import read_case_dir
 from neurofm.models import TaskModel, build_task_model
+from neurofm.postprocess import keep_largest_component
 from neurofm.runconfig import FinetuneRunConfig
 from neurofm.runfiles import CONFIG, WEIGHTS, load_finetune_config, load_weights
 from neurofm.task_text import TASK_FILE_KEY, recorded_task
@@ -72,7 +73,8 @@ class Predictor:
         out, prep = self.model_output(volume, file_affine)
         if isinstance(out, np.ndarray):
             on_file, _ = restore_geometry(out, prep.geometry, order=1)
-            return (on_file >= self.config.threshold).astype(np.uint8)
+            mask = (on_file >= self.config.threshold).astype(np.uint8)
+            return keep_largest_component(mask) if self.config.largest_component else mask
         if self.task.kind == "classification":
             return float(1.0 / (1.0 + np.exp(-out)))
         return self.config.target.to_units(out)

@@ -53,6 +53,7 @@ class FinetuneRunConfig:
     patch_size: Triple
     target: TargetScale = TargetScale()
     threshold: float = 0.5
+    largest_component: bool = False  # masks: keep only the largest connected component
     init: str = "scratch"
     head_init: str = ""
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +78,7 @@ class FinetuneRunConfig:
             "patch_size": list(self.patch_size),
             "target": {"mean": self.target.mean, "std": self.target.std},
             "threshold": self.threshold,
+            "largest_component": self.largest_component,
             "init": self.init,
             "head_init": self.head_init,
             "recipe": dict(self.recipe),
@@ -103,6 +105,7 @@ class FinetuneRunConfig:
                 patch_size=_triple(data["patch_size"]),
                 target=TargetScale(float(target.get("mean", 0.0)), float(target.get("std", 1.0))),
                 threshold=float(data.get("threshold", 0.5)),
+                largest_component=bool(data.get("largest_component", False)),
                 init=str(data.get("init", "scratch")),
                 head_init=str(data.get("head_init", "")),
                 recipe=dict(data.get("recipe") or {}),

@@ -102,6 +102,9 @@ def finetune_cmd(
     mil_head_only: bool = typer.Option(
         F.mil_head_only, help="mil head: rank only voxels inside the head, never air"
     ),
+    largest_component: bool = typer.Option(
+        F.largest_component, help="segmentation: keep only the largest predicted component"
+    ),
     fusion: str = typer.Option(
         F.fusion,
         help="early: sequences as channels of one encoder pass | late: one shared-encoder pass "
@@ -138,7 +141,8 @@ def finetune_cmd(
 
     options: dict[str, Any] = {
         "task": task, "init": init, "mode": mode, "shots": shots, "preset": preset, "head": head,
-        "pool": pool, "mil_head_only": mil_head_only, "fusion": fusion, "steps": steps,
+        "pool": pool, "mil_head_only": mil_head_only, "largest_component": largest_component,
+        "fusion": fusion, "steps": steps,
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "seed": seed,
         "eval_every": eval_every, "patience": patience,

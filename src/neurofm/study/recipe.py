@@ -21,7 +21,7 @@ from typing import Any, get_args
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind
 from neurofm.synth import SHIFTS
-from neurofm.tasks import known_tasks
+from neurofm.tasks import get_task, known_tasks
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
@@ -37,6 +37,7 @@ class TaskRecipe:
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
     mil_head_only: bool = False
+    largest_component: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        keys = {"objective", "head", "pool", "mil_head_only"}
+        keys = {"objective", "head", "pool", "mil_head_only", "largest_component"}
         if not isinstance(spec, dict) or set(spec) - keys:
             raise NeuroFMError(where, f"[tasks.{task}] takes only {', '.join(sorted(keys))}")
         objective = spec.get("objective", "mae")
@@ -175,7 +176,14 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
         head_only = _typed(
             where, f"tasks.{task}.mil_head_only", spec.get("mil_head_only", False), False
         )
-        out[task] = TaskRecipe(objective=objective, head=head, pool=pool, mil_head_only=head_only)
+        largest = _typed(
+            where, f"tasks.{task}.largest_component", spec.get("largest_component", False), False
+        )
+        if head_only and head != "mil":
+            raise NeuroFMError(where, f'tasks.{task}.mil_head_only needs head = "mil"')
+        if largest and get_task(task).kind != "segmentation":
+            raise NeuroFMError(where, f"tasks.{task}.largest_component is for segmentation tasks")
+        out[task] = TaskRecipe(objective, head, pool, head_only, largest)
     return out
 
 

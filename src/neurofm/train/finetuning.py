@@ -40,6 +40,7 @@ from neurofm.models import (
     get_preset,
     load_encoder_weights,
 )
+from neurofm.postprocess import keep_largest_component
 from neurofm.runconfig import FinetuneRunConfig, TargetScale, preprocess_from_dict
 from neurofm.runfiles import (
     WEIGHTS,
@@ -147,7 +148,10 @@ def validate(
         for cid, out in zip(ids, outs, strict=True):
             prob = np.asarray(out, dtype=np.float64)
             ref = data.read_mask(cid).astype(np.float64)
-            dices.append(dice(prob >= run.threshold, ref > 0))
+            hard = prob >= run.threshold
+            dices.append(
+                dice(keep_largest_component(hard) if run.largest_component else hard, ref > 0)
+            )
             soft.append(1.0 - (2.0 * (prob * ref).sum() + 1.0) / (prob.sum() + ref.sum() + 1.0))
         # the soft Dice loss keeps improving while the hard Dice is still 0 (nothing predicted
         # yet), so early stopping does not give up on a model that is learning
@@ -278,6 +282,7 @@ def finetune(
         input_size=(s.input_size,) * 3,
         patch_size=(s.patch_size,) * 3,
         target=target,
+        largest_component=s.largest_component,
         init=init_name,
         head_init=head_init,
         recipe=asdict(s),

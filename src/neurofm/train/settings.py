@@ -92,6 +92,7 @@ class FinetuneSettings:
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
     mil_head_only: bool = False  # MIL head: rank only voxels inside the head
+    largest_component: bool = False  # segmentation: keep the largest predicted component
     fusion: FusionKind = "early"  # early: sequences as channels; late: an encoder pass each
     adapter_rank: int = 8
     input_size: int = 48
@@ -124,6 +125,10 @@ class FinetuneSettings:
             raise NeuroFMError(
                 "--fusion", "late fusion needs a pooled head (classification or regression)"
             )
+        if self.largest_component and task.kind != "segmentation":
+            raise NeuroFMError("--largest-component", f"is for segmentation, not {task.name}")
+        if self.mil_head_only and self.head != "mil":
+            raise NeuroFMError("--mil-head-only", f"needs --head mil (got {self.head})")
         _choice("preset", self.preset, list(MODEL_PRESETS))
         if self.shots is not None:
             require_positive("--shots", self.shots)
