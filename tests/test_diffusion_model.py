@@ -10,22 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.cli import main
 from neurofm.errors import NeuroFMError
 from neurofm.models import UNet, get_preset, load_encoder_weights
 from neurofm.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig, timestep_embedding
+from test_baselines import cli
 
 torch.set_num_threads(1)
 FAST = ["--steps", "3", "--batch-size", "2", "--workers", "0", "--threads", "1"]
 SMALL = ["--input-size", "32", "--k", "1", "--t", "2"]
-
-
-def cli(*args: object) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def predict(run: Path, split: Path, out: Path) -> tuple[list[str], list[float]]:

@@ -14,22 +14,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from neurofm.cli import main
 from neurofm.diffusion.classify import ClassifierSettings, Verdict
 from neurofm.diffusion.compare import CasePredictions, write_comparison
 from neurofm.diffusion.report import read_comparison
 from neurofm.errors import NeuroFMError
+from test_baselines import cli as run
 from test_report import _parse, write_results_folder
 
 K, T, N_CASES = 4, 4, 14
-
-
-def run(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def write_compare_folder(out: Path, seed: int = 0) -> pd.DataFrame:
