@@ -12,25 +12,32 @@ import torch
 
 from neurofm.cli import main
 from neurofm.errors import NeuroFMError
-from neurofm.throughput.loader import LoaderBenchSettings, run_loader_bench
+from neurofm.throughput.loader import LoaderBenchSettings, clinical_data, run_loader_bench
 
 torch.set_num_threads(1)
 
 
 def _check(report: dict) -> None:
     res = report["results"]
-    assert set(res) == {"neurofm", "monai", "torchio"}
+    assert set(res) == {"neurofm", "monai", "monai_persistent", "torchio"}
     s = report["settings"]
     for r in res.values():
         assert r["patches"] == s["batches"] * s["batch_size"]
         assert r["patches_per_s"] == pytest.approx(r["patches"] / r["seconds"])
+    assert res["monai_persistent"]["cache_build_s"] > 0
     ratios = report["ratios"]
     ours = res["neurofm"]["patches_per_s"]
-    assert ratios["neurofm/monai"] == pytest.approx(ours / res["monai"]["patches_per_s"])
-    assert ratios["neurofm/torchio"] == pytest.approx(ours / res["torchio"]["patches_per_s"])
+    for peer in ("monai", "monai_persistent", "torchio"):
+        assert ratios[f"neurofm/{peer}"] == pytest.approx(ours / res[peer]["patches_per_s"])
     assert ratios["neurofm/max_others"] == pytest.approx(
-        min(ratios["neurofm/monai"], ratios["neurofm/torchio"])
+        min(ratios[f"neurofm/{p}"] for p in ("monai", "monai_persistent", "torchio"))
     )
+    limit = report["copy_limit"]
+    channels = len(report["data"]["channels"])
+    assert limit["patch_bytes"] == channels * s["patch"] ** 3 * 4
+    assert limit["patches_per_s"] == pytest.approx(limit["bytes_per_s"] / limit["patch_bytes"])
+    assert ratios["neurofm/copy_limit"] == pytest.approx(ours / limit["patches_per_s"])
+    assert report["targets"]["met"]["copy_limit"] == (ratios["neurofm/copy_limit"] >= 0.25)
     assert report["machine"]["usable_cores"] >= 1
 
 
@@ -75,20 +82,29 @@ def _nifti_cases(root: Path, rng, shapes: list[tuple[int, int, int]]) -> Path:
     return root
 
 
-def test_batch_below_samples_per_volume_says_what_to_change(tmp_path: Path, rng, capsys) -> None:
-    """Used to end in a bare StopIteration from MONAI's loader (batch 2, 4 patches per load)."""
-    with pytest.raises(NeuroFMError, match="use --batch-size 4 or --samples-per-volume 2$"):
-        LoaderBenchSettings(batch_size=2, samples_per_volume=4)
-    with pytest.raises(NeuroFMError, match="use --batch-size 8 or --samples-per-volume 3$"):
-        LoaderBenchSettings(batch_size=6, samples_per_volume=4)
+@pytest.mark.parametrize(("batch", "spv"), [(2, 4), (3, 2), (4, 2)])
+def test_batch_below_and_above_samples_per_volume(
+    tmp_path: Path, rng, batch: int, spv: int
+) -> None:
+    """Batch 2 with 4 patches per load used to end in a bare StopIteration from MONAI's loader;
+    now MONAI's whole-load batches are cut to the batch size and every peer delivers them all."""
     data = _nifti_cases(tmp_path / "data", rng, [(20, 20, 16)])
-    args = ["bench", "loader", "--data", str(data), "--out", str(tmp_path / "b.json")]
+    s = LoaderBenchSettings(
+        patch=8, workers=0, batches=3, warmup=1, batch_size=batch, samples_per_volume=spv
+    )
+    assert s.volume_loads == -(-(1 + 3 + 2) * batch // spv) + 1
+    report = run_loader_bench(s, data=data, work=tmp_path / "work")
+    _check(report)
+
+
+def test_settings_that_draw_nothing_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    with pytest.raises(NeuroFMError, match="--samples-per-volume: must be at least 1"):
+        LoaderBenchSettings(samples_per_volume=0)
+    out = tmp_path / "b.json"
     with pytest.raises(SystemExit) as info:
-        main([*args, "--patch", "8", "--batch-size", "2", "--samples-per-volume", "4"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --batch-size: 2 is not a multiple") and "\n" not in err
-    assert not (tmp_path / "b.json").exists() and not (tmp_path / "data" / "prepared").exists()
+        main(["bench", "loader", "--data", str(tmp_path / "none"), "--out", str(out)])
+    assert info.value.code == 2 and "\n" not in capsys.readouterr().err.strip()
+    assert not out.exists()
 
 
 def test_one_case_is_cycled_by_every_pipeline(tmp_path: Path, rng) -> None:
@@ -96,7 +112,7 @@ def test_one_case_is_cycled_by_every_pipeline(tmp_path: Path, rng) -> None:
     s = LoaderBenchSettings(
         patch=8, workers=0, batches=3, warmup=1, batch_size=4, samples_per_volume=2
     )
-    assert s.volume_loads == (1 + 3 + 2) * 4 // 2  # 12 loads of the single case
+    assert s.volume_loads == (1 + 3 + 2) * 4 // 2 + 1  # 13 loads of the single case
     _check(run_loader_bench(s, data=data, work=tmp_path / "work"))
 
 
@@ -107,3 +123,17 @@ def test_smallest_case_named_up_front(tmp_path: Path, rng) -> None:
     with pytest.raises(NeuroFMError, match=r"sub1/ses1/t1\.nii\.gz: volume \(20, 12, 16\) is "
                        r"smaller than the 16\^3 patch .*use --patch 12 or less"):  # fmt: skip
         run_loader_bench(s, data=data, work=tmp_path / "work")
+
+
+def test_clinical_data_layout_and_reuse(tmp_path: Path) -> None:
+    root = clinical_data(tmp_path / "c", cases=2, shape=(12, 14, 10))
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.nii.gz"))
+    assert files == [f"sub_{i:03d}/ses_1/{q}.nii.gz" for i in range(2)
+                     for q in ("dwi_b1000", "flair", "t1", "t2")]  # fmt: skip
+    img = nib.load(root / "sub_000/ses_1/t2.nii.gz")
+    assert img.shape == (12, 14, 10) and img.get_data_dtype() == np.int16
+    data = np.asarray(img.dataobj)
+    assert data[6, 7, 5] > 0 and data[0, 0, 0] == 0  # a head inside, air at the corner
+    before = (root / "sub_000/ses_1/t1.nii.gz").stat().st_mtime_ns
+    clinical_data(tmp_path / "c", cases=2, shape=(12, 14, 10))
+    assert (root / "sub_000/ses_1/t1.nii.gz").stat().st_mtime_ns == before  # reused
