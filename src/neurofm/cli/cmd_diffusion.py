@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,8 +28,13 @@ diffusion_app = typer.Typer(
 app.add_typer(diffusion_app, name="diffusion")
 
 
+# options of the training commands that say how a run is executed, not what is trained
+_EXECUTION = ("data", "out", "device", "threads", "resume", "overwrite")
+
+
 @app.command("finetune-diffusion")
 def finetune_diffusion_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="prepared data root (with <task>/train) or split"),
     task: str = typer.Option(D.task, help="a classification task (infarct)"),
     init: str = typer.Option(D.init, help="pretraining run folder, or 'scratch'"),
@@ -54,18 +59,9 @@ def finetune_diffusion_cmd(
 ) -> None:
     """Train a class-conditional 3D diffusion model that classifies by denoising error
     (`neurofm finetune --head diffusion` with the diffusion's own options as well)."""
-    options: dict[str, Any] = {
-        "task": task, "init": init, "preset": preset, "input_size": input_size,
-        "schedule": schedule, "diffusion_steps": diffusion_steps, "k": k, "t": t,
-        "t_max": t_max, "class_dropout": class_dropout, "steps": steps,
-        "batch_size": batch_size, "lr": lr, "workers": workers, "seed": seed,
-    }  # fmt: skip
-    settings = DiffusionSettings(**options)  # checks every value before OUT is touched
+    # every option but the execution ones is the recipe (same names); checked before OUT is touched
+    settings = DiffusionSettings(**{n: v for n, v in ctx.params.items() if n not in _EXECUTION})
     train_diffusion(data, out, settings, device, threads, overwrite=overwrite, resume=resume)
-
-
-# `neurofm finetune` options that only say how the run is executed, not what is trained
-_EXECUTION = ("data", "out", "device", "threads", "resume", "overwrite")
 
 
 def finetune_head_diffusion(ctx: typer.Context) -> None:
