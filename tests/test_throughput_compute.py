@@ -55,7 +55,12 @@ def test_compiled_step_matches_default() -> None:
 
 def test_measure_preset_reports_each_variant() -> None:
     s = ComputeSettings(
-        presets=("tiny",), variants=("default", "channels_last"), batch_size=1, steps=1, warmup=1
+        presets=("tiny",),
+        variants=("default", "channels_last"),
+        batch_size=1,
+        steps=1,
+        warmup=1,
+        matmul_size=256,
     )
     r = measure_preset("tiny", s)
     default, cl = r["variants"]["default"], r["variants"]["channels_last"]
@@ -63,6 +68,9 @@ def test_measure_preset_reports_each_variant() -> None:
     assert default["gflops"] == pytest.approx(r["flops_per_step"] / default["step_s_best"] / 1e9)
     assert cl["speedup"] == pytest.approx(default["step_s_best"] / cl["step_s_best"])
     assert cl["kept"] == (cl["within_tolerance"] and cl["speedup"] > 1)
+    assert default["fraction_of_matmul_peak"] == pytest.approx(
+        default["gflops"] / r["matmul_peak_gflops"]
+    )
 
 
 def test_bad_settings_are_refused_up_front() -> None:

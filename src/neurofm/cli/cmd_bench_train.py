@@ -56,9 +56,8 @@ def train_bench(
     write_result(result, out)
     typer.echo(json.dumps({k: result[k] for k in ("patches_per_s", "data_wait_fraction")}))
     if compute is not None:
-        peak = result["compute"]["matmul_peak"]["gflops"]
-        typer.echo(f"matmul peak {peak:.1f} GFLOP/s")
         for name, r in result["compute"]["presets"].items():
+            typer.echo(f"{name}: matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s")
             for variant, v in r["variants"].items():
                 shown = v.get("error") or (
                     f"{v['gflops']:.2f} GFLOP/s ({v['fraction_of_matmul_peak']:.1%} of peak)"

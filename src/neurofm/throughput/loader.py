@@ -53,7 +53,7 @@ import torch
 import torchio as tio
 from monai.data import DataLoader as MonaiLoader
 from monai.data import Dataset as MonaiDataset
-from monai.data import PersistentDataset
+from monai.data import MetaTensor, PersistentDataset
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -270,11 +270,16 @@ def _neurofm(prepared: Path, channels: list[str], s: LoaderBenchSettings) -> Ite
     return make_loader(ds, s.batch_size, workers=s.workers, seed=s.seed, timeout=3600.0)
 
 
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    return x.as_tensor() if isinstance(x, MetaTensor) else x
+
+
 def _rebatch(batches: Iterable[dict[str, Any]], size: int) -> Iterator[dict[str, Any]]:
-    """Cut MONAI's batches of whole volume loads into batches of ``size`` patches (views)."""
+    """Cut MONAI's batches of whole volume loads into batches of ``size`` patches (plain tensors:
+    MONAI refuses to slice a MetaTensor batch whose loads' metadata differ)."""
     pending: dict[str, torch.Tensor] = {}
     for batch in batches:
-        got: dict[str, torch.Tensor] = {k: batch[k] for k in ("image", "label") if k in batch}
+        got = {k: _plain(batch[k]) for k in ("image", "label") if k in batch}
         pending = {k: torch.cat([pending[k], v]) for k, v in got.items()} if pending else got
         while len(pending["image"]) >= size:
             yield {k: v[:size] for k, v in pending.items()}
