@@ -279,7 +279,9 @@ def _rebatch(batches: Iterable[dict[str, Any]], size: int) -> Iterator[dict[str,
     MONAI refuses to slice a MetaTensor batch whose loads' metadata differ)."""
     pending: dict[str, torch.Tensor] = {}
     for batch in batches:
-        got = {k: _plain(batch[k]) for k in ("image", "label") if k in batch}
+        got: dict[str, torch.Tensor] = {
+            k: _plain(batch[k]) for k in ("image", "label") if k in batch
+        }
         pending = {k: torch.cat([pending[k], v]) for k, v in got.items()} if pending else got
         while len(pending["image"]) >= size:
             yield {k: v[:size] for k, v in pending.items()}
