@@ -57,7 +57,7 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
         (('head = "mil"', 'head = "gigantic"'), "head"),
         (('head = "mil"', 'head = "linear"\npool = "median"'), "pool"),
         (('head = "mil"', 'head = "mil"\nlargest_component = true'), "segmentation"),
-        (('head = "mil"', 'head = "linear"\nmil_head_only = true'), "needs head"),
+        (('head = "mil"', 'head = "linear"\nmil_head_only = true'), "needs --head mil"),
         (('head = "mil"', 'head = "mil"\nmil_head_only = 1'), "must be bool"),
         (("steps = 4\ncontrastive", 'steps = "four"\ncontrastive'), "must be int"),
         (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),

@@ -16,12 +16,13 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind
 from neurofm.synth import SHIFTS
-from neurofm.tasks import get_task, known_tasks
+from neurofm.tasks import known_tasks
+from neurofm.train.settings import FinetuneSettings
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
@@ -30,8 +31,9 @@ DEFAULT_RECIPE = "fomo25-demo"
 
 @dataclass(frozen=True)
 class TaskRecipe:
-    """Which pretraining run a task's pretrained arm starts from, its head, and how a pooled
-    head's embedding is pooled (ignored by decoder heads)."""
+    """Which pretraining run a task's pretrained arm starts from, its head, how a pooled head's
+    embedding is pooled (ignored by decoder heads), whether a MIL head ranks only voxels inside
+    the head, and whether a segmentation keeps only its largest predicted component."""
 
     objective: str = "mae"
     head: HeadKind = "linear"
@@ -165,24 +167,18 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
             raise NeuroFMError(
                 where, f"tasks.{task}.objective {objective!r} unknown (known: {OBJECTIVES})"
             )
-        if head not in get_args(HeadKind):
-            raise NeuroFMError(
-                where, f"tasks.{task}.head {head!r} unknown (known: {get_args(HeadKind)})"
-            )
-        if pool not in get_args(PoolKind):
-            raise NeuroFMError(
-                where, f"tasks.{task}.pool {pool!r} unknown (known: {get_args(PoolKind)})"
-            )
         head_only = _typed(
             where, f"tasks.{task}.mil_head_only", spec.get("mil_head_only", False), False
         )
         largest = _typed(
             where, f"tasks.{task}.largest_component", spec.get("largest_component", False), False
         )
-        if head_only and head != "mil":
-            raise NeuroFMError(where, f'tasks.{task}.mil_head_only needs head = "mil"')
-        if largest and get_task(task).kind != "segmentation":
-            raise NeuroFMError(where, f"tasks.{task}.largest_component is for segmentation tasks")
+        try:  # the finetuning settings' own rules (known head and pool, switches that fit them)
+            FinetuneSettings(
+                task=task, head=head, pool=pool, mil_head_only=head_only, largest_component=largest
+            )
+        except NeuroFMError as e:
+            raise NeuroFMError(where, f"[tasks.{task}] {e}") from None
         out[task] = TaskRecipe(objective, head, pool, head_only, largest)
     return out
 
