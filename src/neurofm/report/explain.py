@@ -26,7 +26,7 @@ from neurofm.explain.table import COLUMNS, MANIFEST
 from neurofm.report.model import Figure, Interval
 from neurofm.report.palette import REFERENCE_COLOUR
 from neurofm.report.render import ReportPage
-from neurofm.report.viewer import ViewerCase, write_viewer
+from neurofm.report.viewer import ViewerCase, listed_file, write_viewer
 from neurofm.tasks import known_tasks
 
 VIEWER_FOLDER = "explain/cases"
@@ -76,16 +76,6 @@ class ExplainSource:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
-
-
-def _file(folder: Path, rel: object, where: Path) -> Path:
-    """A file that ``explain.json`` names, which must exist inside its folder."""
-    if not isinstance(rel, str):
-        raise NeuroFMError(where, f"file path must be a string, got {rel!r}")
-    path = folder / rel
-    if not path.is_file():
-        raise NeuroFMError(where, f"lists {rel}, which does not exist in {folder}")
-    return path
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -149,7 +139,7 @@ def read_explain(folder: Path) -> ExplainSource:
     def figure(item: Any) -> Figure:
         if not isinstance(item, dict) or "src" not in item:
             raise NeuroFMError(manifest_path, f"expected {{src, caption}}, got {item!r}")
-        files[f"{prefix}/{item['src']}"] = _file(folder, item["src"], manifest_path)
+        files[f"{prefix}/{item['src']}"] = listed_file(folder, item["src"], manifest_path)
         return Figure(f"{prefix}/{item['src']}", str(item.get("caption", "")))
 
     animations = [figure(a) for a in raw["animations"]]
@@ -162,9 +152,11 @@ def read_explain(folder: Path) -> ExplainSource:
             task=task,
             case=str(entry["case"]),
             site=str(entry.get("split", "")),
-            images={str(k): _file(folder, v, manifest_path) for k, v in entry["images"].items()},
-            reference=None if reference is None else _file(folder, reference, manifest_path),
-            maps={str(k): _file(folder, v, manifest_path) for k, v in entry["maps"].items()},
+            images={
+                str(k): listed_file(folder, v, manifest_path) for k, v in entry["images"].items()
+            },
+            reference=None if reference is None else listed_file(folder, reference, manifest_path),
+            maps={str(k): listed_file(folder, v, manifest_path) for k, v in entry["maps"].items()},
         )
         cases.append(case)
         rows = per_case[per_case["case"] == case.case]

@@ -81,7 +81,7 @@ def read_viewer_cases(path: Path) -> list[ViewerCase]:
                 case=str(item["case"]),
                 site=str(item.get("site", "")),
                 images=images,
-                reference=None if reference is None else _existing(root, reference, where),
+                reference=None if reference is None else listed_file(root, reference, where),
                 predictions=_paths(item.get("predictions") or {}, root, where, "predictions"),
             )
         )
@@ -95,10 +95,11 @@ def read_viewer_cases(path: Path) -> list[ViewerCase]:
 def _paths(value: Any, root: Path, where: str, key: str) -> dict[str, Path]:
     if not isinstance(value, dict):
         raise NeuroFMError(where, f"{key!r} must map names to file paths")
-    return {str(name): _existing(root, rel, where) for name, rel in value.items()}
+    return {str(name): listed_file(root, rel, where) for name, rel in value.items()}
 
 
-def _existing(root: Path, rel: Any, where: str) -> Path:
+def listed_file(root: Path, rel: Any, where: Path | str) -> Path:
+    """A file a manifest (``where``) names relative to ``root``, which must exist there."""
     if not isinstance(rel, str):
         raise NeuroFMError(where, f"file path must be a string, got {rel!r}")
     p = root / rel
