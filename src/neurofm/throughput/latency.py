@@ -30,6 +30,7 @@ from neurofm.models import TaskModel, build_task_model, get_preset
 from neurofm.models.config import TaskModelConfig, UNetConfig
 from neurofm.models.flops import count_parameters
 from neurofm.tasks import get_task, known_tasks
+from neurofm.train.settings import require_at_least, require_positive
 
 FOMO25_UNET_B = UNetConfig(features=(32, 64, 128, 256, 512), blocks=(1, 1, 1, 1, 1))
 """FOMO25 baseline ``unet_b``: starting_filters 32, 5 stages (finetuning at patch 96)."""
@@ -50,10 +51,8 @@ class LatencySettings:
 
     def __post_init__(self) -> None:
         """Sizes the models cannot take are refused before any model is built."""
-        if self.spacing <= 0:
-            raise NeuroFMError("--spacing", f"must be positive (got {self.spacing})")
-        if self.repeats < 1:
-            raise NeuroFMError("--repeats", f"must be at least 1 (got {self.repeats})")
+        require_positive("--spacing", self.spacing)
+        require_at_least("--repeats", self.repeats, 1)
         for size, name in ((self.input_size, "--input-size"), (self.patch_size, "--patch")):
             if size % 16 or size < 32:
                 raise NeuroFMError(name, f"{size} must be a multiple of 16 and at least 32")
