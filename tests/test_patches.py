@@ -14,6 +14,7 @@ from neurofm.data.augment import (
     AugmentConfig,
     AugmentParams,
     apply_augment,
+    augment_profile,
     bias_field,
     sample_augment,
     simulate_low_resolution,
@@ -205,6 +206,27 @@ def test_intensity_augmentations() -> None:
     f = bias_field((20, 20, 20), 3, coeffs)
     assert f.min() > 0 and not torch.allclose(f, torch.ones_like(f))
     assert (f[1:] / f[:-1]).log().abs().max() < 0.25  # smooth: < 25 % change per voxel
+
+
+def test_augment_profiles_switch_off_what_they_name() -> None:
+    assert augment_profile("none") is None
+    assert augment_profile("full") == AugmentConfig()
+
+    def drawn(name: str) -> list[AugmentParams]:
+        cfg = augment_profile(name)
+        assert cfg is not None
+        rng = np.random.default_rng(3)
+        return [sample_augment(cfg, rng, 2) for _ in range(200)]
+
+    geometric = drawn("geometric")
+    assert any(p.flip_axes for p in geometric) and any(p.has_affine for p in geometric)
+    assert all(not p.gamma and p.noise_std == 0 and not p.bias_coefficients for p in geometric)
+    assert all(p.lowres == (1.0, 1.0, 1.0) for p in geometric)
+
+    def thick(ps: list[AugmentParams]) -> int:
+        return sum(p.lowres != (1.0, 1.0, 1.0) for p in ps)
+
+    assert 0 < thick(drawn("full")) < thick(drawn("strong"))
 
 
 def test_low_resolution_simulation_blurs_along_the_thick_axis_only() -> None:

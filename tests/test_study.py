@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from neurofm.study.analysis import (
     findings,
 )
 from neurofm.study.grid import make_grid
-from neurofm.study.recipe import load_recipe, parse_recipe
+from neurofm.study.recipe import ADDED_LATER, load_recipe, parse_recipe
 from neurofm.study.study import CONFIRMATION, DEVELOPMENT, check_folder, check_shots, choose_seeds
 from neurofm.tasks import get_task
 
@@ -48,6 +49,15 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
     assert a.hash != c.hash
 
 
+def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
+    builtin = load_recipe()
+    assert builtin.augment == ADDED_LATER["augment"]
+    # the hash the round-2 confirmation (docs/study.md) was written with, before augment existed
+    assert builtin.hash == "c1dc05dca83215e0"
+    assert replace(builtin, augment="none").hash != builtin.hash
+    assert replace(builtin, augment="geometric").hash != replace(builtin, augment="none").hash
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -61,6 +71,7 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
         (('head = "mil"', 'head = "mil"\nmil_head_only = 1'), "must be bool"),
         (("steps = 4\ncontrastive", 'steps = "four"\ncontrastive'), "must be int"),
         (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),
+        (("patience = 2", 'patience = 2\naugment = "heavy"'), "unknown augment"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

@@ -36,6 +36,7 @@ def test_cli_defaults_are_the_settings_defaults(cls: type, command: Callable[...
         ({"mode": "frozen"}, "unknown mode 'frozen'"),
         ({"head": "transformer"}, "unknown head"),
         ({"pool": "sum"}, "unknown pool"),
+        ({"augment": "extreme"}, "unknown augment 'extreme'"),
         ({"preset": "huge"}, "unknown preset"),
         ({"task": "tumour"}, "unknown task"),
         ({"lr": 0.0}, "--lr must be positive"),

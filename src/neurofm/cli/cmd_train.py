@@ -121,6 +121,11 @@ def finetune_cmd(
         F.encoder_lr_scale,
         help="encoder/decoder learning rate = lr x this (smaller for a pretrained one)",
     ),
+    augment: str = typer.Option(
+        F.augment,
+        help="none | geometric (flips, affine) | full (also thick slices, bias field, gamma, "
+        "noise) | strong (those twice as often)",
+    ),
     eval_every: int = typer.Option(F.eval_every, help="validate every N steps"),
     patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
     workers: int = typer.Option(F.workers, help="loader workers per rank"),
@@ -145,7 +150,7 @@ def finetune_cmd(
         "fusion": fusion, "steps": steps,
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "seed": seed,
-        "eval_every": eval_every, "patience": patience,
+        "eval_every": eval_every, "patience": patience, "augment": augment,
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

@@ -46,6 +46,25 @@ class AugmentConfig:
     max_lowres_factor: float = 2.5  # per axis, drawn from [1, max]
 
 
+# Named augmentation strengths a recipe or ``neurofm finetune --augment`` chooses between.
+# "full" is the default every run used before the choice existed; "geometric" keeps only flips
+# and the affine (no thick slices, bias field, gamma or noise), so comparing the two measures
+# what the intensity and resolution augmentations do out of domain; "strong" doubles how often
+# those are applied.
+AUGMENT_PROFILES: dict[str, AugmentConfig | None] = {
+    "none": None,
+    "geometric": AugmentConfig(gamma_prob=0.0, noise_prob=0.0, bias_prob=0.0, lowres_prob=0.0),
+    "full": AugmentConfig(),
+    "strong": AugmentConfig(gamma_prob=0.6, noise_prob=0.3, bias_prob=0.4, lowres_prob=0.5),
+}
+
+
+def augment_profile(name: str) -> AugmentConfig | None:
+    """The named profile's configuration (None: no augmentation); names are checked by the
+    settings that carry them."""
+    return AUGMENT_PROFILES[name]
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     """One concrete augmentation; the identity by default."""

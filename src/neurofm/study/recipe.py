@@ -27,6 +27,8 @@ from neurofm.train.settings import FinetuneSettings
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
 DEFAULT_RECIPE = "fomo25-demo"
+ADDED_LATER: dict[str, Any] = {"augment": "full"}
+"""Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,24 @@ class Recipe:
     lr: float = 3e-3
     pretrained_encoder_lr_scale: float = 0.1
     patience: int = 5
+    augment: str = "full"
     tasks: dict[str, TaskRecipe] = field(default_factory=dict)
     n_boot: int = 1000
     source: str = ""
 
     @property
     def hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the recipe's values in canonical JSON."""
-        values = {k: v for k, v in asdict(self).items() if k != "source"}
+        """SHA-256 (first 16 hex digits) of the recipe's values in canonical JSON.
+
+        A setting added after recipes were confirmed is left out while it holds the value those
+        recipes were run with (:data:`ADDED_LATER`), so their hashes, recorded with their
+        results, stay valid; any other value enters the hash.
+        """
+        values = {
+            k: v
+            for k, v in asdict(self).items()
+            if k != "source" and not (k in ADDED_LATER and v == ADDED_LATER[k])
+        }
         blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -93,6 +105,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "lr": "lr",
         "pretrained_encoder_lr_scale": "pretrained_encoder_lr_scale",
         "patience": "patience",
+        "augment": "augment",
     },
     "evaluation": {"n_boot": "n_boot"},
 }
@@ -204,6 +217,10 @@ def _check(r: Recipe, where: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise NeuroFMError(where, f"{key} must be >= 1, got {value}")
+    try:  # the finetuning settings' own rule for the augmentation profile
+        FinetuneSettings(augment=r.augment)
+    except NeuroFMError as e:
+        raise NeuroFMError(where, f"[finetune] {e}") from None
     if r.spacing <= 0 or r.lr <= 0:
         raise NeuroFMError(where, "benchmark.spacing and finetune.lr must be > 0")
 

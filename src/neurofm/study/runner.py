@@ -89,7 +89,7 @@ def finetune_settings(
         task=unit.task, init=init, shots=unit.shots, preset=unit.backbone, head=head, pool=pool,
         mil_head_only=chosen.mil_head_only, largest_component=chosen.largest_component,
         steps=steps, workers=workers, seed=seed, eval_every=max(5, steps // 10),
-        patience=recipe.patience, lr=recipe.lr,
+        patience=recipe.patience, lr=recipe.lr, augment=recipe.augment,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
     )  # fmt: skip
 

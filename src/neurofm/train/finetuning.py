@@ -7,7 +7,8 @@ Choices that matter with ~20 labelled cases, and why:
 - class imbalance: ``pos_weight = negatives / positives`` in the BCE loss (infarct), foreground
   oversampling of patches plus Dice + BCE (meningioma);
 - brain age is regressed standardised (mean/std of the training ages, stored in the config);
-- augmentation (flips, small affine, gamma, noise, bias field) on every training sample.
+- augmentation (flips, small affine, gamma, noise, bias field, thick slices) on every training
+  sample, at the strength of the ``augment`` profile (``full`` unless a recipe says otherwise).
 
 Pretrained weights come from a pretraining run (single-channel encoder and decoder); the first
 convolution is adapted to the task's channel count by
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from torch import Tensor, nn
 
-from neurofm.data.augment import AugmentConfig
+from neurofm.data.augment import augment_profile
 from neurofm.data.cache import PreparedDataset
 from neurofm.data.patches import PatchDataset
 from neurofm.errors import NeuroFMError
@@ -180,15 +181,17 @@ def _init_head(
     device: torch.device,
 ) -> str:
     """Standardise the head's input and fit it in closed form (:mod:`neurofm.train.head_init`)
-    on each training case as it is plus ``s.probe_augmented`` augmented copies, so the fit does
-    not lean on what augmentation varies (resolution, bias field, contrast, noise)."""
+    on each training case as it is plus ``s.probe_augmented`` copies augmented like the training
+    samples, so the fit does not lean on what augmentation varies (resolution, bias field,
+    contrast, noise). Without augmentation the copies would repeat the cases and are skipped."""
     n = len(ids)
     plain = PatchDataset(data, s.input_size, task=task.name, whole_volume=True, cases=ids)
     samples = [plain[i] for i in range(n)]
-    if s.probe_augmented:
+    augment = augment_profile(s.augment)
+    if s.probe_augmented and augment is not None:
         augmented = PatchDataset(
             data, s.input_size, task=task.name, whole_volume=True, cases=ids,
-            augment=AugmentConfig(), samples_per_epoch=n * s.probe_augmented, seed=s.seed,
+            augment=augment, samples_per_epoch=n * s.probe_augmented, seed=s.seed,
         )  # fmt: skip
         samples += [augmented[i] for i in range(len(augmented))]
     model.to(device)
@@ -259,7 +262,7 @@ def finetune(
         whole_volume=not seg,
         foreground_prob=0.5 if seg else 0.0,
         samples_per_epoch=max(64, s.batch_size * 16),
-        augment=AugmentConfig(),
+        augment=augment_profile(s.augment),
         cases=train_ids,
         seed=s.seed,
     )

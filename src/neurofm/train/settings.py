@@ -102,6 +102,7 @@ class FinetuneSettings:
     lr: float = 1e-3
     encoder_lr_scale: float = 1.0  # encoder (and decoder) learning rate = lr x this
     probe_augmented: int = 3  # augmented copies per case in the closed-form head fit
+    augment: str = "full"  # a profile of neurofm.data.augment.AUGMENT_PROFILES
     weight_decay: float = 1e-4
     warmup_steps: int = 10
     val_fraction: float = 0.25
@@ -112,11 +113,13 @@ class FinetuneSettings:
     log_every: int = 5
 
     def __post_init__(self) -> None:
+        from neurofm.data.augment import AUGMENT_PROFILES
         from neurofm.models import MODEL_PRESETS
         from neurofm.models.adapters import AdaptMode
         from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
         task = get_task(self.task)
+        _choice("augment", self.augment, list(AUGMENT_PROFILES))
         _choice("mode", self.mode, get_args(AdaptMode))
         _choice("head", self.head, get_args(HeadKind))
         _choice("pool", self.pool, get_args(PoolKind))
