@@ -49,6 +49,18 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
     assert a.hash != c.hash
 
 
+def test_builtin_novel_recipe_differs_from_the_default_only_in_its_shift() -> None:
+    from neurofm.study.recipe import builtin_recipes
+
+    assert {"fomo25-demo", "fomo25-demo-novel"} <= set(builtin_recipes())
+    novel, base = load_recipe("fomo25-demo-novel"), load_recipe()
+    assert novel.shift == "novel" and base.shift == "matched"
+    same = replace(novel, name=base.name, shift=base.shift, source=base.source)
+    assert same == base and novel.hash != base.hash
+    with pytest.raises(NeuroFMError, match="cannot read recipe"):
+        load_recipe("fomo25-demo-nvel")
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
     builtin = load_recipe()
     assert builtin.augment == ADDED_LATER["augment"]
@@ -262,3 +274,31 @@ def test_a_run_made_before_a_setting_existed_is_reused_at_its_default(tmp_path: 
     assert reusable(run, FinetuneSettings(head="mil"))
     with pytest.raises(NeuroFMError, match="mil_head_only False"):
         reusable(run, FinetuneSettings(head="mil", mil_head_only=True))
+
+
+def test_a_run_started_from_the_same_weights_elsewhere_is_reused(tmp_path: Path) -> None:
+    """A study folder reusing another's pretraining runs (links, copies) reuses its finetunings;
+    a pretraining run with other weights under the same name is refused."""
+    import shutil
+    from dataclasses import asdict, replace
+
+    from safetensors.torch import load_file
+
+    from neurofm.runfiles import load_finetune_config, write_model_files
+    from neurofm.study.runner import reusable
+    from neurofm.train.settings import FinetuneSettings
+    from test_explain_cli import make_run
+
+    made_from = make_run(tmp_path / "a" / "pretrain", "infarct", "mil")
+    copy = tmp_path / "b" / "pretrain"
+    shutil.copytree(made_from, copy)
+    other = make_run(tmp_path / "c" / "pretrain", "infarct", "mil", seed=1)
+    run = make_run(tmp_path / "run", "infarct", "mil")
+    weights = load_file(run / "model.safetensors")
+    recipe = asdict(FinetuneSettings(head="mil", init=str(made_from)))
+    write_model_files(run, weights, replace(load_finetune_config(run), recipe=recipe))
+    assert reusable(run, FinetuneSettings(head="mil", init=str(copy)))
+    with pytest.raises(NeuroFMError, match="init"):
+        reusable(run, FinetuneSettings(head="mil", init=str(other)))
+    with pytest.raises(NeuroFMError, match="init"):
+        reusable(run, FinetuneSettings(head="mil", init="scratch"))

@@ -225,11 +225,20 @@ def _check(r: Recipe, where: str) -> None:
         raise NeuroFMError(where, "benchmark.spacing and finetune.lr must be > 0")
 
 
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``recipes/<name>.toml``)."""
+    folder = resources.files("neurofm.study") / "recipes"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
 def load_recipe(path: str | Path | None = None) -> Recipe:
-    """Read a recipe file (the built-in one when ``path`` is None or its name)."""
-    if path is None or str(path) == DEFAULT_RECIPE:
-        ref = resources.files("neurofm.study") / "recipes" / f"{DEFAULT_RECIPE}.toml"
-        text, where = ref.read_text(), f"{DEFAULT_RECIPE}.toml (built in)"
+    """Read a recipe file, or a built-in recipe by name (the default one when ``path`` is None).
+
+    A path that exists as a file wins over a built-in name."""
+    name = DEFAULT_RECIPE if path is None else str(path)
+    if path is None or (not Path(name).is_file() and name in builtin_recipes()):
+        ref = resources.files("neurofm.study") / "recipes" / f"{name}.toml"
+        text, where = ref.read_text(), f"{name}.toml (built in)"
     else:
         p = Path(path)
         where = str(p)

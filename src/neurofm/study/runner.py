@@ -9,6 +9,7 @@ checkpoint) and gives the same rows.
 
 from __future__ import annotations
 
+import filecmp
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,19 +45,30 @@ def reusable(run: Path, settings: PretrainSettings | FinetuneSettings) -> bool:
     """True when ``run`` finished with ``settings``; a finished run with others is refused.
 
     A setting the run's config does not list (added to neurofm after the run was made) counts
-    as its default, which is what the run was trained with.
+    as its default, which is what the run was trained with. The pretraining run a finetuning
+    started from counts as the same when its weights are byte for byte the same file content,
+    wherever it lies (a study folder that reuses another's runs through links or copies).
     """
     if not (run / "model.safetensors").exists():
         return False
     made = dict(load_run_config(run).recipe)
     recipe, default = asdict(settings), asdict(type(settings)())
+    was = {k: made.get(k, default[k]) for k in recipe}
     diff = {
-        k: (made.get(k, default[k]), v) for k, v in recipe.items() if made.get(k, default[k]) != v
+        k: (was[k], v)
+        for k, v in recipe.items()
+        if was[k] != v and not (k == "init" and same_weights(str(was[k]), str(v)))
     }
     if diff:
         shown = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(diff.items())[:3])
         raise NeuroFMError(run, f"finished with other settings: {shown}; rerun with --overwrite")
     return True
+
+
+def same_weights(a: str, b: str) -> bool:
+    """True when run folders ``a`` and ``b`` hold weight files of identical content."""
+    wa, wb = Path(a) / "model.safetensors", Path(b) / "model.safetensors"
+    return wa.is_file() and wb.is_file() and filecmp.cmp(wa, wb, shallow=False)
 
 
 def pretrain_settings(
