@@ -219,6 +219,9 @@ def test_comparisons_holm_and_findings_sentences() -> None:
     assert text.startswith("pretrained vs scratch out of domain: better")
     assert "3 seeds" in text
     assert "not run" in found[found.finding.str.startswith("c")].text.iloc[0]
+    # a study of baselines only (nothing to compare) still writes its findings table
+    none = findings(compare(rows, [], n_boot=10, seed=0), ["infarct"])
+    assert len(none) == 3 and none.text.str.startswith("not run").all()
 
 
 def test_arms_scored_on_different_cases_are_refused() -> None:

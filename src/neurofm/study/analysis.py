@@ -116,6 +116,13 @@ class Pair:
     """Which question it answers: ``ssl`` (a), ``objective`` (b), ``backbone`` (c), ``baseline``."""
 
 
+COMPARISON_COLUMNS = (
+    "family", "task", "domain", "a", "b", "metric", "effect", "ci_low", "ci_high", "p",
+    "n_seeds", "per_seed", "seeds_favouring_a",
+)  # fmt: skip
+"""Columns of :func:`compare`'s table (before ``p_holm``), also when no pair could be compared."""
+
+
 def compare(rows: pd.DataFrame, pairs: Sequence[Pair], n_boot: int, seed: int) -> pd.DataFrame:
     """Paired hierarchical effects (``a`` better when > 0) with Holm-adjusted p over ``pairs``."""
     out = []
@@ -146,9 +153,8 @@ def compare(rows: pd.DataFrame, pairs: Sequence[Pair], n_boot: int, seed: int) -
                 "seeds_favouring_a": int(sum(sign * v > 0 for v in diff.per_seed)),
             }
         )  # fmt: skip
-    table = pd.DataFrame(out)
-    if not table.empty:
-        table["p_holm"] = holm(table["p"].to_numpy())
+    table = pd.DataFrame(out, columns=list(COMPARISON_COLUMNS))
+    table["p_holm"] = holm(table["p"].to_numpy()) if not table.empty else []
     return table
 
 
