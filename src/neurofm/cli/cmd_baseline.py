@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import OverwritePredictions, OverwriteRun
 
 
 @app.command()
@@ -16,7 +17,7 @@ def baseline(
     train: Path = typer.Option(..., help="labelled training split (with labels.csv)"),
     input: Path = typer.Option(..., "--input", help="a split folder or one case folder"),
     output: Path = typer.Option(..., help="folder for <case>.txt / <case>.nii.gz"),
-    overwrite: bool = typer.Option(False, help="replace existing predictions"),
+    overwrite: OverwritePredictions = False,
 ) -> None:
     """Fit a baseline on TRAIN and predict INPUT in the format of `neurofm predict`."""
     from neurofm.baselines import fit_baseline
@@ -39,7 +40,7 @@ def random_init(
     head: str = typer.Option("linear", help="head of the scratch arm (linear | mlp | mil)"),
     pool: str = typer.Option("avg", help="pooling of the scratch arm (avg | max | avgmax)"),
     seed: int = typer.Option(0, help="seed of the scratch arm"),
-    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
+    overwrite: OverwriteRun = False,
 ) -> None:
     """Random-features baseline: save the scratch arm's random init as a pretraining run.
 

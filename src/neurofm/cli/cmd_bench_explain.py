@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from neurofm.cli.cmd_bench import bench_app
+from neurofm.cli.options import Device
 
 
 @bench_app.command("explain")
@@ -16,7 +17,7 @@ def explain_bench(
     case: Path = typer.Option(..., help="one case folder"),
     out: Path = typer.Option(Path("benchmarks/explain.json"), help="result JSON"),
     repeats: int = typer.Option(5, min=1, help="timed repeats (median) after one warm-up"),
-    device: str = typer.Option("cpu", help="auto | cpu | cuda"),
+    device: Device = "cpu",
 ) -> None:
     """Time one Grad-CAM, all gradient CAMs at every stage, and a 5-fraction ROAD score."""
     from neurofm.atomic import write_text_atomic

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli.cmd_bench import bench_app
+from neurofm.cli.options import Threads
 
 
 @bench_app.command("latency")
@@ -19,7 +20,7 @@ def latency_bench(
     input_size: int = typer.Option(48, help="classification/regression input (finetuning's)"),
     patch: int = typer.Option(32, help="sliding-window roi of segmentation (finetuning's)"),
     repeats: int = typer.Option(3, help="timed runs per model (after one warm-up run)"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
+    threads: Threads = 0,
 ) -> None:
     """Seconds per case of each task's demo-size model and of a FOMO25-baseline-sized U-Net on
     the same case and inferer settings."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from neurofm.cli.cmd_bench import bench_app
+from neurofm.cli.options import Threads
 
 
 @bench_app.command("train")
@@ -20,7 +21,7 @@ def train_bench(
     patch: int = typer.Option(32),
     workers: int = typer.Option(2),
     steps: int = typer.Option(30, help="timed steps (after 5 warm-up steps)"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
+    threads: Threads = 0,
     presets: str = typer.Option("tiny,small", help="U-Net presets for the GFLOP/s part ('' skips)"),
     variants: str = typer.Option(
         "default,channels_last,bf16,compile", help="step variants tried against the default"

@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli import app
-
-ISOLATION_HELP = "auto | bwrap | unshare | none (auto: the strongest that works here)"
+from neurofm.cli.options import Device, Isolation
 
 
 @app.command()
@@ -18,8 +17,8 @@ def benchmark(
     packages: list[Path] = typer.Argument(..., help="package folders or archives"),
     data: Path = typer.Option(..., "--data", help="a labelled split, or a task folder of splits"),
     out: Path = typer.Option(..., "--out", help="folder for predictions, results, report"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    isolation: str = typer.Option("auto", help=ISOLATION_HELP),
+    device: Device = "auto",
+    isolation: Isolation = "auto",
     threads: int = typer.Option(1, min=1, help="CPU threads each package may use"),
     overwrite: bool = typer.Option(False, help="replace earlier predictions in OUT"),
     n_boot: int = typer.Option(1000, "--n-boot", min=1, help="bootstrap resamples"),

@@ -8,13 +8,14 @@ from typing import Any, get_args
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Seed
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="folder for data, runs, results and report"),
     preset: str = typer.Option("demo", help="synth preset: tiny | demo | full"),
-    seed: int = typer.Option(0),
+    seed: Seed = 0,
     objective: str | None = typer.Option(
         None,
         help="pretraining for pooled heads (brain age; infarct with --infarct-head linear|mlp): "

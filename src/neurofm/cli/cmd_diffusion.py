@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Device, OverwriteRun, Resume, Threads
 from neurofm.diffusion.settings import DiffusionSettings, settings_from_finetune
 from neurofm.errors import NeuroFMError
 
@@ -52,10 +53,10 @@ def finetune_diffusion_cmd(
     lr: float = typer.Option(D.lr, help="peak learning rate (AdamW, cosine)"),
     workers: int = typer.Option(D.workers, help="loader workers"),
     seed: int = typer.Option(D.seed),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
-    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
-    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
+    device: Device = "auto",
+    threads: Threads = 0,
+    resume: Resume = False,
+    overwrite: OverwriteRun = False,
 ) -> None:
     """Train a class-conditional 3D diffusion model that classifies by denoising error
     (`neurofm finetune --head diffusion` with the diffusion's own options as well)."""
@@ -128,7 +129,7 @@ def explain_cmd(
     output: Path = typer.Option(..., help="folder for <case>_error_diff.nii.gz + CSV"),
     k: int | None = typer.Option(None, "--k", help="noise draws (default: the run's)"),
     t: int | None = typer.Option(None, "--t", help="timesteps (default: the run's)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: Device = "auto",
     overwrite: bool = typer.Option(False, help="replace existing maps"),
 ) -> None:
     """Error-difference maps (no infarct minus infarct) in each input's geometry, scored by
@@ -155,7 +156,7 @@ def compare_cmd(
     k: int = typer.Option(8, "--k", help="largest number of noise draws"),
     t: int = typer.Option(8, "--t", help="largest number of timesteps"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: Device = "auto",
     overwrite: bool = typer.Option(False, help="replace an earlier comparison in OUT"),
 ) -> None:
     """AUROC, Brier, ECE (95% CIs on shared resamples), AUROC vs K x T, seconds per case."""

@@ -8,6 +8,7 @@ import typer
 from rich.progress import track
 
 from neurofm.cli import app, err_console
+from neurofm.cli.options import Device
 from neurofm.errors import NeuroFMError
 
 
@@ -44,7 +45,7 @@ def explain(
         "", help="MetaCAM of the methods' maps: top-k percentages to search, e.g. 1,5,10,25"
     ),
     samples: int = typer.Option(8, help="SmoothGrad samples / Integrated Gradients steps"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: Device = "auto",
 ) -> None:
     """Maps of each METHOD for every case under INPUT, in the input's geometry, plus PNGs."""
     from neurofm.explain.run import explain_inputs
@@ -81,7 +82,7 @@ def explain_table(
     ),
     samples: int = typer.Option(8, help="SmoothGrad samples / Integrated Gradients steps"),
     out: Path = typer.Option(..., help="new (or empty) output folder"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: Device = "auto",
 ) -> None:
     """Localisation and sanity table (ROAD, pointing game, energy in lesion, randomisation
     correlation, case-bootstrap CIs) on cases whose lesion is known, plus an HTML page and the

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Device, OverwriteOut, Seed
+from neurofm.train.runs import refuse_existing_outputs
+
+EncoderRun = Annotated[Path, typer.Option(help="finetuned run whose encoder embeds the cases")]
+RandomInit = Annotated[bool, typer.Option(help="also a random-init encoder (first model's)")]
 
 monitor_app = typer.Typer(
     help="Watch a model in deployment with a foundation model's embeddings.",
@@ -19,16 +25,16 @@ app.add_typer(monitor_app, name="monitor")
 
 @monitor_app.command("fit")
 def fit(
-    model: Path = typer.Option(..., help="finetuned run whose encoder embeds the cases"),
+    model: EncoderRun,
     reference: Path = typer.Option(..., help="split (or case) folder of in-domain cases"),
     out: Path = typer.Option(..., help="monitor folder to write"),
     false_alarm: float = typer.Option(0.05, help="false-alarm rate on in-domain cases"),
     calibration_fraction: float = typer.Option(0.3, help="reference share held out"),
     k: int = typer.Option(5, min=1, help="neighbours of the kNN score"),
     method: str = typer.Option("knn", help="method whose flag is the case flag"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    seed: Seed = 0,
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """Embed reference cases, fit kNN / Mahalanobis / GMM density, calibrate thresholds."""
     from neurofm.errors import NeuroFMError
@@ -37,8 +43,7 @@ def fit(
     from neurofm.monitor.embed import load_embedder
     from neurofm.monitor.monitor import MonitorSettings, fit_monitor
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     if method not in METHODS:
         raise NeuroFMError(None, f"--method {method!r}: one of {', '.join(METHODS)}")
     if not 0.0 < false_alarm < 1.0:
@@ -70,18 +75,16 @@ def score(
     out: Path = typer.Option(..., help="CSV to write (one row per case)"),
     model: Path | None = typer.Option(None, help="run to embed with (default: the monitor's)"),
     neighbours: int = typer.Option(3, min=1, help="nearest reference cases listed per case"),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """Score cases against a monitor: scores, flags and nearest reference cases per case."""
     from neurofm.atomic import write_text_atomic
-    from neurofm.errors import NeuroFMError
     from neurofm.monitor.cases import input_cases
     from neurofm.monitor.embed import load_embedder, weights_sha256
     from neurofm.monitor.monitor import load_monitor
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     mon = load_monitor(monitor)
     run = Path(mon.model) if model is None else model
     mon.check_weights(weights_sha256(run), run)
@@ -94,7 +97,7 @@ def score(
 
 @monitor_app.command("errors")
 def errors(
-    model: Path = typer.Option(..., help="finetuned run whose encoder embeds the cases"),
+    model: EncoderRun,
     val: Path = typer.Option(..., help="labelled validation split"),
     val_predictions: Path = typer.Option(..., help="black box's <case>.txt on the validation"),
     test: Path = typer.Option(..., help="labelled test split (kept apart)"),
@@ -104,16 +107,15 @@ def errors(
     max_fpr: float = typer.Option(0.2, help="largest false-positive rate allowed"),
     bb_threshold: float = typer.Option(0.5, help="the black box's own threshold"),
     k: int = typer.Option(5, min=1, help="neighbours per case"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    seed: Seed = 0,
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """Raise a black box's sensitivity at a bounded false-positive rate from where it errs."""
     from neurofm.errors import NeuroFMError
     from neurofm.monitor.blackbox_run import run_error_detection
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     if not 0.0 < max_fpr < 1.0:
         raise NeuroFMError(None, f"--max-fpr {max_fpr}: must be in (0, 1)")
     table = run_error_detection(
@@ -136,19 +138,17 @@ def shift(
     site: list[Path] = typer.Option([], help="other sites' test splits (repeat the option)"),
     out: Path = typer.Option(..., help="folder for shift.csv and shift_auroc.csv"),
     corruptions: str = typer.Option("all", help="comma-separated corruption names, or all"),
-    random_init: bool = typer.Option(True, help="also a random-init encoder (first model's)"),
+    random_init: RandomInit = True,
     max_cases: int = typer.Option(30, min=2, help="test cases per split at most"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    seed: Seed = 0,
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """Shift-detection AUROC per corruption and site, density method and encoder."""
-    from neurofm.errors import NeuroFMError
     from neurofm.monitor.evaluation import corruption_names, load_encoders, run_shift_evaluation
     from neurofm.monitor.monitor import MonitorSettings
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     names = corruption_names(corruptions)
     encoders = load_encoders(model, random_init, device)
     table = run_shift_evaluation(
@@ -167,16 +167,14 @@ def icc(
     subjects: int = typer.Option(12, min=2, help="travelling heads"),
     preset: str = typer.Option("demo", help="benchmark preset whose sites scan the heads"),
     seed: int = typer.Option(0, help="benchmark seed (the same sites as that benchmark)"),
-    random_init: bool = typer.Option(True, help="also a random-init encoder (first model's)"),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    random_init: RandomInit = True,
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """ICC(2,1) of embedding dimensions for the same synthetic heads scanned at every site."""
-    from neurofm.errors import NeuroFMError
     from neurofm.monitor.evaluation import load_encoders, run_icc
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     encoders = load_encoders(model, random_init, device)
     table = run_icc(encoders, out, subjects=subjects, preset=preset, seed=seed)
     typer.echo(table.round(3).to_string(index=False))
@@ -192,18 +190,16 @@ def probe(
     outer: int = typer.Option(10, min=2, help="outer folds (scoring)"),
     inner: int = typer.Option(5, min=2, help="inner folds (probe and feature selection)"),
     forest: bool = typer.Option(True, help="also try random-forest probes (slower)"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    seed: Seed = 0,
+    device: Device = "cpu",
+    overwrite: OverwriteOut = False,
 ) -> None:
     """Nested cross-validation of classical probes on frozen embeddings."""
     import numpy as np
 
-    from neurofm.errors import NeuroFMError
     from neurofm.monitor.probe_run import run_probe
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     res = run_probe(model, data, task, out, outer=outer, inner=inner, forest=forest,
                     seed=seed, device=device)  # fmt: skip
     sd = float(np.std(res.fold_scores, ddof=1))
@@ -218,16 +214,14 @@ def report(
     out: Path = typer.Option(..., help="HTML page to write"),
     errors: Path | None = typer.Option(None, help="folder of `neurofm monitor errors`"),
     shift: Path | None = typer.Option(None, help="folder of `neurofm monitor shift`"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT"),
+    overwrite: OverwriteOut = False,
 ) -> None:
     """A self-contained HTML page: score distributions, flagged cases, before/after, AUROC."""
     from neurofm.atomic import write_text_atomic
-    from neurofm.errors import NeuroFMError
     from neurofm.monitor.monitor import load_monitor
     from neurofm.monitor.report import render_monitor_page
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     page = render_monitor_page(load_monitor(monitor), scores, errors, shift)
     write_text_atomic(out, page)
     typer.echo(f"written to {out}")

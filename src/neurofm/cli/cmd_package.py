@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli import app
+from neurofm.cli.options import Device, Isolation
 from neurofm.errors import NeuroFMError
 
 package_app = typer.Typer(
@@ -18,7 +19,6 @@ package_app = typer.Typer(
 app.add_typer(package_app, name="package")
 console = Console()
 
-ISOLATION_HELP = "auto | bwrap | unshare | none (auto: the strongest that works here)"
 _ISOLATION_NOTE = {
     "unshare": "sandbox: unshare -rn (no network; files NOT isolated: install bubblewrap)",
     "none": "sandbox: NO isolation (no bwrap/unshare here): the package had network and files",
@@ -63,7 +63,7 @@ def build(
     track: str = typer.Option("open", help="FOMO25 track: method | open"),
     timeout_s: float = typer.Option(600.0, "--timeout", help="wall-clock seconds per case"),
     memory_mb: int = typer.Option(8192, "--memory-mb", help="address-space limit in MiB"),
-    isolation: str = typer.Option("auto", help=ISOLATION_HELP),
+    isolation: Isolation = "auto",
     overwrite: bool = typer.Option(False, help="replace an existing package folder"),
 ) -> None:
     """Package a finetuned run: weights, config, self-test sample and its reference, sha256s."""
@@ -97,7 +97,7 @@ def seal(
     reference: bool = typer.Option(
         True, "--reference/--no-reference", help="(re)make the self-test reference by running it"
     ),
-    isolation: str = typer.Option("auto", help=ISOLATION_HELP),
+    isolation: Isolation = "auto",
 ) -> None:
     """Finish a hand-made package: make the self-test reference and hash every file."""
     from neurofm.packages.build import seal_package
@@ -110,8 +110,8 @@ def seal(
 @package_app.command()
 def verify(
     pkg: Path = typer.Argument(..., help="package folder, .tar.gz or .zip"),
-    device: str = typer.Option("cpu", help="cpu | cuda | auto"),
-    isolation: str = typer.Option("auto", help=ISOLATION_HELP),
+    device: Device = "cpu",
+    isolation: Isolation = "auto",
 ) -> None:
     """Check every sha256 (nothing runs before), run the self-test, compare with the reference."""
     from neurofm.packages.verify import verify_package
@@ -140,8 +140,8 @@ def run_cmd(
     ),
     output: Path = typer.Option(..., "--output", help="folder for <case>.txt / <case>.nii.gz"),
     overwrite: bool = typer.Option(False, help="replace existing outputs"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    isolation: str = typer.Option("auto", help=ISOLATION_HELP),
+    device: Device = "auto",
+    isolation: Isolation = "auto",
     threads: int = typer.Option(1, min=1, help="CPU threads the package may use"),
 ) -> None:
     """Run a package in the sandbox; outputs are validated, then moved into OUTPUT."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Device, OverwriteOut
 
 
 @app.command()
@@ -23,7 +24,7 @@ def plan(
     site: str = typer.Option("all", help="site of tidy results to score ('all': pooled)"),
     n_boot: int = typer.Option(1000, min=50, help="bootstrap resamples"),
     seed: int = typer.Option(0, help="bootstrap seed"),
-    overwrite: bool = typer.Option(False, help="replace an existing OUT folder"),
+    overwrite: OverwriteOut = False,
     data: Path | None = typer.Option(None, help="prepared data: launch the curve's runs first"),
     eval_split: Path | None = typer.Option(None, help="raw labelled split the runs are scored on"),
     shots: str = typer.Option("5,10,20", help="shot counts of the launched runs"),
@@ -32,7 +33,7 @@ def plan(
     mode: str = typer.Option("full", help="full | probe | adapter, for launched runs"),
     steps: int = typer.Option(150, min=1, help="finetuning steps of launched runs"),
     runs: Path | None = typer.Option(None, help="folder of launched runs (default OUT-runs)"),
-    device: str = typer.Option("cpu"),
+    device: Device = "cpu",
 ) -> None:
     """Fit score = c - a*n^(-b) to finetuning runs at several shot counts and report n@target.
 
@@ -44,9 +45,9 @@ def plan(
     from neurofm.plan.estimate import plan_target
     from neurofm.plan.inputs import read_curve
     from neurofm.plan.output import write_plan
+    from neurofm.train.runs import refuse_existing_outputs
 
-    if out.exists() and not overwrite:
-        raise NeuroFMError(out, "output folder already exists; use --overwrite")
+    refuse_existing_outputs([out], overwrite)
     results = list(results or [])
     if data is not None:
         runs_dir = runs or out.with_name(out.name + "-runs")

@@ -8,6 +8,7 @@ import typer
 from rich.progress import track
 
 from neurofm.cli import app
+from neurofm.cli.options import DaskScheduler, DaskWorkers, Device, FailFast, OverwritePredictions
 from neurofm.errors import NeuroFMError
 
 
@@ -19,17 +20,11 @@ def predict(
     model: Path = typer.Option(..., help="finetuned run folder, or a package (folder/archive)"),
     input: Path = typer.Option(..., "--input", help="a case folder or a split folder"),
     output: Path = typer.Option(..., help="folder for <case>.txt / <case>.nii.gz"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    overwrite: bool = typer.Option(False, help="replace existing predictions"),
-    workers: int = typer.Option(
-        1, min=0, help="0/1: in this process; N > 1: a private local Dask cluster of N processes"
-    ),
-    scheduler: str | None = typer.Option(
-        None, help="address of an existing Dask scheduler (tcp://host:8786) to predict on"
-    ),
-    fail_fast: bool = typer.Option(
-        False, help="on Dask, stop at the first bad case (default: name it, finish the others)"
-    ),
+    device: Device = "auto",
+    overwrite: OverwritePredictions = False,
+    workers: DaskWorkers = 1,
+    scheduler: DaskScheduler = None,
+    fail_fast: FailFast = False,
 ) -> None:
     """Predict every case under INPUT into OUTPUT as <case>.txt or <case>.nii.gz."""
     from neurofm.atomic import disk_full_guard, remove_on_failure

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.cli import app
+from neurofm.cli.options import DaskScheduler, DaskWorkers, FailFast
 from neurofm.errors import NeuroFMError
 
 
@@ -39,15 +40,9 @@ def prepare(
         "1,1,1",  # neurofm.data.preprocess.DEFAULT_SPACING (not imported: keeps --help fast)
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
     ),
-    workers: int = typer.Option(
-        1, min=0, help="0/1: in this process; N > 1: a private local Dask cluster of N processes."
-    ),
-    scheduler: str | None = typer.Option(
-        None, help="Address of an existing Dask scheduler (tcp://host:8786) to run the cases on."
-    ),
-    fail_fast: bool = typer.Option(
-        False, help="On Dask, stop at the first bad case (default: name it, finish the others)."
-    ),
+    workers: DaskWorkers = 1,
+    scheduler: DaskScheduler = None,
+    fail_fast: FailFast = False,
     dry_run: bool = typer.Option(
         False, help="Only list what would be done (reads no image, writes nothing)."
     ),

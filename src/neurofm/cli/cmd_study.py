@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Device
 
 
 @app.command()
@@ -33,7 +34,7 @@ def study(
         None, help="your labelled data in the task layout (default: synthetic benchmark per seed)"
     ),
     workers: int = typer.Option(2, help="loader and prepare workers"),
-    device: str = typer.Option("cpu", help="cpu | cuda | auto"),
+    device: Device = "cpu",
 ) -> None:
     """Does pretraining help out of domain, and by how much? Arms x seeds, with baselines."""
     from rich.console import Console

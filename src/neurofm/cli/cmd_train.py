@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from neurofm.cli import app
+from neurofm.cli.options import Device, OverwriteRun, Resume, Threads
 from neurofm.train.settings import FinetuneSettings, PretrainSettings
 
 if TYPE_CHECKING:
@@ -61,10 +62,10 @@ def pretrain_cmd(
         P.probe_every, help="online brain-age probe every N steps (0: off)"
     ),
     seed: int = typer.Option(P.seed),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
-    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
-    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
+    device: Device = "auto",
+    threads: Threads = 0,
+    resume: Resume = False,
+    overwrite: OverwriteRun = False,
 ) -> None:
     """Self-supervised pretraining on unlabeled sessions."""
     from neurofm.train.pretraining import pretrain
@@ -130,10 +131,10 @@ def finetune_cmd(
     patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
     workers: int = typer.Option(F.workers, help="loader workers per rank"),
     seed: int = typer.Option(F.seed),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: default)"),
-    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
-    overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
+    device: Device = "auto",
+    threads: Threads = 0,
+    resume: Resume = False,
+    overwrite: OverwriteRun = False,
 ) -> None:
     """Few-shot adaptation to one task from a pretraining run or from scratch."""
     if head == "diffusion":  # a generative classifier: a recipe and a trainer of its own
