@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -374,30 +375,22 @@ def execute(
     return report
 
 
+class RunOptions(TypedDict, total=False):
+    """:func:`execute`'s keyword options (defaults there), which :func:`run_package` passes on."""
+
+    overwrite: bool
+    device: str
+    isolation: str
+    threads: int
+    on_group: Callable[[str, int], None] | None
+
+
 def run_package(
-    package: Path,
-    input_path: Path,
-    out_dir: Path,
-    *,
-    overwrite: bool = False,
-    device: str = "auto",
-    isolation: str = "auto",
-    threads: int = 1,
-    on_group: Callable[[str, int], None] | None = None,
+    package: Path, input_path: Path, out_dir: Path, **options: Unpack[RunOptions]
 ) -> RunReport:
     """Open a package (folder or archive), check every sha256, then run it on ``input_path``."""
     with open_package(Path(package)) as pkg_dir:
         manifest = load_manifest(pkg_dir)
         check_integrity(pkg_dir, manifest)
         jobs = find_cases(manifest, Path(input_path))
-        return execute(
-            pkg_dir,
-            manifest,
-            jobs,
-            Path(out_dir),
-            overwrite=overwrite,
-            device=device,
-            isolation=isolation,
-            threads=threads,
-            on_group=on_group,
-        )
+        return execute(pkg_dir, manifest, jobs, Path(out_dir), **options)
