@@ -24,7 +24,7 @@ import yaml
 
 from neurofm.errors import NeuroFMError
 from neurofm.packages.build import seal_package
-from neurofm.packages.manifest import dump_manifest, parse_manifest
+from neurofm.packages.manifest import dump_manifest, load_manifest, parse_manifest
 from neurofm.packages.runner import find_cases, run_package
 from neurofm.packages.sandbox import choose_isolation
 
@@ -599,9 +599,14 @@ def test_cli_one_line_errors_and_exit_codes(
     schema = tmp_path / "schema.json"
     assert call("package", "schema", "--out", schema)[0] == 0
     assert json.loads(schema.read_text())["title"] == "neurofm model package manifest"
-    pkg = make_package(tmp_path, AGE_SCRIPT, timeout_s=1, make_reference=True)
+    pkg = make_package(tmp_path, AGE_SCRIPT, make_reference=True)
     code, out, _ = call("package", "verify", pkg)
     assert code == 0 and "verified" in out
+    # then a hanging entry point under a 1 s limit (set only now: a loaded machine can take
+    # more than a second to start the working script and make its reference)
+    manifest = load_manifest(pkg)
+    runtime = manifest.runtime.model_copy(update={"timeout_s": 1})
+    dump_manifest(manifest.model_copy(update={"runtime": runtime}), pkg)
     hang = PRELUDE + "import time\ntime.sleep(60)\n"
     (pkg / "predict.py").write_text(hang)
     seal_package(pkg, make_reference=False)
