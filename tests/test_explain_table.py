@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,8 @@ def test_explain_table_command_writes_table_and_page(tiny_benchmark: Path, tmp_p
     html = (out / "index.html").read_text()
     assert "randomisation corr." in html and ".gif" in html
     assert len(list(out.glob("camanim_scratch_*.gif"))) == 1
+    manifest = json.loads((out / "explain.json").read_text())
+    assert manifest["scored"] == {"scratch": 1} and manifest["seconds"] > 0
 
 
 def test_lesion_masks_are_found_for_infarct_and_meningioma(tiny_benchmark: Path) -> None:

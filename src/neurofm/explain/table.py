@@ -15,6 +15,7 @@ an arm share one resampling of its cases, so they are compared on the same case 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -272,6 +273,7 @@ def write_table(
     CAManim GIFs, pictures, index.html, and for the shown cases every arm's maps as NIfTI
     (``maps/``) listed in ``explain.json`` (what ``neurofm report --explain`` reads)."""
     methods = check_methods(methods)
+    t0 = time.perf_counter()
     tmp = fresh_output(out)
     try:
         scores = score_cases(
@@ -300,6 +302,8 @@ def write_table(
             "methods": list(methods),
             "animations": animations,
             "cases": entries,
+            "scored": {arm: sum(s.arm == arm for s in scores) // len(methods) for arm in arms},
+            "seconds": round(time.perf_counter() - t0, 1),  # wall time of the whole table
         }
         write_json_atomic(tmp / MANIFEST, manifest)
     except BaseException:
