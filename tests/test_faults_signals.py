@@ -121,3 +121,20 @@ def test_pretrain_sigterm_keeps_last_checkpoint(source: Path, tmp_path: Path) ->
     assert not lock_path(out).exists() and _leftovers(out) == []
     state = load_train_state(out / "checkpoints" / "last")
     assert state is not None and state["step"] >= 50  # resumable from the last checkpoint
+
+
+def test_pool_workers_forked_from_the_cli_die_quietly_when_their_pool_ends() -> None:
+    """The CLI's SIGTERM handler is inherited by forked pool workers (synth, prepare); a pool
+    terminates its workers with SIGTERM, which used to print a Terminated traceback per worker."""
+    script = (
+        "import multiprocessing\n"
+        "from neurofm.cli import _raise_on_sigterm\n"
+        "_raise_on_sigterm()\n"
+        "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+        "    print(sum(pool.map(abs, range(10))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "45"
+    assert "Terminated" not in done.stderr and "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ Ctrl-C and SIGTERM are one line too (docs/reliability.md).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -94,9 +95,18 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_on_sigterm() -> Any:
-    """Install the SIGTERM handler (main thread only); returns the one it replaced."""
+    """Install the SIGTERM handler (main thread only); returns the one it replaced.
+
+    A process forked from this one (a multiprocessing pool's worker) inherits the handler; when
+    its pool terminates it, it dies as SIGTERM's default would instead of printing a traceback.
+    """
+    owner = os.getpid()
 
     def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         Terminated.received = True
         raise Terminated()
 
