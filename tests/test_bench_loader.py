@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 
 def _check(report: dict) -> None:
     res = report["results"]
-    assert set(res) == {"neurofm", "monai", "monai_persistent", "torchio"}
+    assert set(res) == {"neurofm", "neurofm_default", "monai", "monai_persistent", "torchio"}
     s = report["settings"]
     for r in res.values():
         assert r["patches"] == s["batches"] * s["batch_size"]
@@ -37,6 +37,11 @@ def _check(report: dict) -> None:
     assert limit["patch_bytes"] == channels * s["patch"] ** 3 * 4
     assert limit["patches_per_s"] == pytest.approx(limit["bytes_per_s"] / limit["patch_bytes"])
     assert ratios["neurofm/copy_limit"] == pytest.approx(ours / limit["patches_per_s"])
+    default = res["neurofm_default"]["patches_per_s"]
+    assert ratios["neurofm/neurofm_default"] == pytest.approx(ours / default)
+    assert ratios["neurofm_default/max_others"] == pytest.approx(
+        ratios["neurofm/max_others"] * default / ours
+    )
     assert report["targets"]["met"]["copy_limit"] == (ratios["neurofm/copy_limit"] >= 0.25)
     assert report["machine"]["usable_cores"] >= 1
 

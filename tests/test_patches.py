@@ -19,7 +19,7 @@ from neurofm.data.augment import (
     sample_augment,
     simulate_low_resolution,
 )
-from neurofm.data.cache import PreparedDataset, write_case, write_manifest
+from neurofm.data.cache import PreparedDataset, unpack_case, write_case, write_manifest
 from neurofm.data.patches import PatchDataset, centre_start, make_loader
 from neurofm.data.preprocess import PreprocessParams, preprocess
 from neurofm.errors import NeuroFMError
@@ -302,3 +302,101 @@ def test_corrupt_chunk_in_worker_is_a_neurofm_error(men: PreparedDataset) -> Non
     with pytest.raises(NeuroFMError, match=r"c2/image\.b2nd: corrupt or unreadable cache file"):
         list(loader)
     assert time.time() - t0 < 15
+
+
+# --- unpacked copies and the thread loader ---------------------------------------------------
+
+
+def _unpack_all(data: PreparedDataset) -> None:
+    for case in data.cases:
+        assert unpack_case(data.root / case.case_id)
+        assert not unpack_case(data.root / case.case_id)  # present: left as it is
+
+
+def test_unpacked_reads_equal_the_blosc2_reads(men: PreparedDataset) -> None:
+    _unpack_all(men)
+    packed, plain = PreparedDataset(men.root, unpacked=False), PreparedDataset(men.root)
+    for case in men.cases:
+        d = men.root / case.case_id
+        assert (d / "image.npy").is_file() and (d / "mask.npy").is_file()
+        assert not list(d.glob("*.tmp-*"))
+        assert plain._file(case, "image").suffix == ".npy"
+        assert packed._file(case, "image").suffix == ".b2nd"
+        chans = list(case.channels)
+        for start in [(0, 0, 0), (-3, 2, -5), (5, 4, 3), (100, 0, 0)]:  # inside, padded, outside
+            for channels in (chans, chans[::-1][:2]):
+                a = packed.read_patch(case.case_id, start, (8, 9, 7), channels)
+                b = plain.read_patch(case.case_id, start, (8, 9, 7), channels)
+                assert np.array_equal(a, b)
+            assert np.array_equal(
+                packed.read_mask_patch(case.case_id, start, (8, 9, 7)),
+                plain.read_mask_patch(case.case_id, start, (8, 9, 7)),
+            )
+
+
+def test_truncated_npy_is_named_and_stale_temp_files_are_removed(men: PreparedDataset) -> None:
+    d = men.root / "c2"
+    (d / "image.npy.tmp-999").write_bytes(b"half")
+    unpack_case(d)
+    assert not (d / "image.npy.tmp-999").exists()
+    raw = (d / "image.npy").read_bytes()
+    (d / "image.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(NeuroFMError, match=r"c2/image\.npy: corrupt or unreadable cache file"):
+        PreparedDataset(men.root).read_patch("c2", (0, 0, 0), (4, 4, 4))
+    PreparedDataset(men.root, unpacked=False).read_patch("c2", (0, 0, 0), (4, 4, 4))
+
+
+def _thread_batches(ds: PatchDataset, threads: int, seed: int = 1, passes: int = 2):
+    loader = make_loader(ds, 3, workers=threads, seed=seed, backend="threads")
+    return [[b["image"] for b in loader] for _ in range(passes)]
+
+
+def test_thread_loader_stream_does_not_depend_on_thread_count(men: PreparedDataset) -> None:
+    _unpack_all(men)
+    ds = PatchDataset(men, 8, samples_per_epoch=7, augment=AugmentConfig())
+    one, three = _thread_batches(ds, 1), _thread_batches(ds, 3)
+    assert [len(p) for p in one] == [3, 3]  # 7 samples: batches of 3, 3 and 1
+    assert one[0][0].shape == (3, 3, 8, 8, 8) and one[0][2].shape[0] == 1
+    for p1, p3 in zip(one, three, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(p1, p3, strict=True))
+    assert not torch.equal(one[0][0], one[1][0])  # a new pass draws new samples
+    assert not torch.equal(one[0][0], _thread_batches(ds, 2, seed=2)[0][0])
+    packed = PatchDataset(PreparedDataset(men.root, unpacked=False), 8, samples_per_epoch=7)
+    unpacked = PatchDataset(men, 8, samples_per_epoch=7)
+    for a, b in zip(_thread_batches(packed, 2), _thread_batches(unpacked, 2), strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_thread_loader_drop_last_and_sampler(men: PreparedDataset) -> None:
+    ds = PatchDataset(men, 8, samples_per_epoch=7)
+    loader = make_loader(ds, 3, workers=2, backend="threads", drop_last=True)
+    assert len(loader) == 2 and [b["image"].shape[0] for b in loader] == [3, 3]
+    sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)
+    shard = make_loader(ds, 2, workers=2, backend="threads", sampler=sampler)
+    cases = [c for b in shard for c in b["case"]]
+    assert cases == [ds.cases[ds.case_index(i)].case_id for i in list(sampler)]
+
+
+class _SlowSample(PatchDataset):
+    def sample(self, index: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+        if self.cases[self.case_index(index)].case_id == "c3":
+            time.sleep(3)
+        return super().sample(index, rng)
+
+
+def test_thread_loader_errors_name_the_case(men: PreparedDataset) -> None:
+    slow = make_loader(
+        _SlowSample(men, 8), 1, workers=1, shuffle=False, timeout=0.5, backend="threads"
+    )
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match=r"over 0.5 s.*reading case\(s\) c3"):
+        list(slow)
+    assert time.time() - t0 < 15
+    path = men.root / "c2" / "image.b2nd"
+    path.write_bytes(path.read_bytes()[:100])
+    fresh = PreparedDataset(men.root)  # men's open mappings predate the truncation (SIGBUS)
+    bad = make_loader(PatchDataset(fresh, 8), 1, workers=2, shuffle=False, backend="threads")
+    with pytest.raises(NeuroFMError, match=r"c2/image\.b2nd: corrupt or unreadable cache file"):
+        list(bad)
+    with pytest.raises(ValueError, match="loader backend"):
+        make_loader(PatchDataset(men, 8), 1, backend="fibres")  # type: ignore[arg-type]

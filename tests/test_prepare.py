@@ -284,3 +284,24 @@ def test_kill9_midway_then_resume(tmp_path: Path, rng) -> None:
         [f"s{i:02d}_ses1" for i in range(n)] + ["manifest.json"]
     )
     assert len(PreparedDataset(sub)) == n
+
+
+def test_unpack_keeps_a_plain_copy_until_the_case_is_redone(tmp_path: Path, rng) -> None:
+    src = make_root(tmp_path / "src", rng)
+    dst = tmp_path / "dst"
+    main(["prepare", str(src), str(dst), "--spacing", "2", "--unpack"])
+    cases = sorted(dst.glob("*/*/meta.json")) + sorted(dst.glob("pretrain/*/meta.json"))
+    assert cases
+    for meta in cases:
+        d = meta.parent
+        assert (d / "image.npy").is_file()
+        packed = PreparedDataset(d.parent, unpacked=False).read(d.name)
+        assert np.array_equal(np.load(d / "image.npy"), packed)
+        assert (d / "mask.b2nd").is_file() == (d / "mask.npy").is_file()
+    copy = dst / "pretrain/s2_ses1/image.npy"
+    stamp = copy.stat().st_mtime_ns
+    main(["prepare", str(src), str(dst), "--spacing", "2", "--unpack"])  # nothing to do
+    assert copy.stat().st_mtime_ns == stamp
+    _save(src / "pretrain/s2/ses1/t2.nii.gz", _head(rng))
+    main(["prepare", str(src), str(dst), "--spacing", "2"])  # redone without --unpack
+    assert not copy.exists() and (dst / "pretrain/s1_ses1/image.npy").is_file()

@@ -71,6 +71,18 @@ def test_same_seed_same_weights(tiny_prepared: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_thread_loader_trains_reproducibly_and_is_recorded(
+    tiny_prepared: Path, tmp_path: Path
+) -> None:
+    threaded = [*FAST[:4], "--workers", "2", "--threads", "1", "--loader", "threads"]
+    for name in ("a", "b"):
+        assert cli("pretrain", tiny_prepared, "--out", tmp_path / name, *threaded) == 0
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["recipe"]["loader"] == "threads"
+
+
 @pytest.mark.parametrize("mode", ["full", "probe", "adapter"])
 def test_finetune_modes(mode: str, pretrained: Path, tiny_prepared: Path, tmp_path: Path) -> None:
     out = tmp_path / mode

@@ -24,8 +24,10 @@ def test_cli_defaults_are_the_settings_defaults(cls: type, command: Callable[...
     shared = 0
     for name, param in inspect.signature(command).parameters.items():
         field = RENAMED.get(name, name)
-        if field in defaults and param.default.default is not ...:
-            assert param.default.default == defaults[field], name
+        # a typer.Option(...) default, or a plain one under an Annotated shared option
+        default = getattr(param.default, "default", param.default)
+        if field in defaults and default is not ...:
+            assert default == defaults[field], name
             shared += 1
     assert shared >= 9  # the comparison really covered the recipe options
 
@@ -59,6 +61,10 @@ def test_pretrain_settings_refuse_bad_values() -> None:
     with pytest.raises(NeuroFMError, match="--patch 16 must be a multiple of 16 and at least 32"):
         PretrainSettings(patch_size=16)
     assert PretrainSettings(patch_size=48).patch_size == 48
+    for cls in (PretrainSettings, FinetuneSettings):
+        with pytest.raises(NeuroFMError, match="unknown loader 'fibres'"):
+            cls(loader="fibres")  # type: ignore[arg-type]
+        assert cls(loader="threads").loader == "threads"
     assert FinetuneSettings(steps=0, shots=4).steps == 0  # zero steps: keep what was loaded
 
 

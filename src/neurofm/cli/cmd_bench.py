@@ -30,7 +30,9 @@ def loader(
     ),
     out: Path = typer.Option(Path("bench_loader.json"), help="Where to write the JSON result."),
     patch: int = typer.Option(64, min=4, help="Cubic patch size in voxels."),
-    workers: int = typer.Option(2, min=0, help="Loader worker processes (all pipelines)."),
+    workers: int = typer.Option(
+        2, min=0, help="Loader workers per pipeline (processes; threads for neurofm)."
+    ),
     batches: int = typer.Option(20, min=1, help="Timed batches per pipeline."),
     batch_size: int = typer.Option(4, min=1, help="Patches per batch."),
     samples_per_volume: int = typer.Option(

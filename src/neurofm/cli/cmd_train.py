@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from neurofm.cli import app
-from neurofm.cli.options import Device, OverwriteRun, Resume, Threads
+from neurofm.cli.options import Device, Loader, OverwriteRun, Resume, Threads
 from neurofm.train.settings import FinetuneSettings, PretrainSettings
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def pretrain_cmd(
     patch: int = typer.Option(P.patch_size, help="patch side in voxels"),
     lr: float = typer.Option(P.lr, help="peak learning rate (AdamW, cosine)"),
     workers: int = typer.Option(P.workers, help="loader workers per rank"),
+    loader: Loader = P.loader,
     probe_every: int = typer.Option(
         P.probe_every, help="online brain-age probe every N steps (0: off)"
     ),
@@ -72,7 +73,8 @@ def pretrain_cmd(
 
     options: dict[str, Any] = {
         "objective": objective, "preset": preset, "patch_size": patch, "batch_size": batch_size,
-        "steps": steps, "lr": lr, "workers": workers, "seed": seed, "probe_every": probe_every,
+        "steps": steps, "lr": lr, "workers": workers, "loader": loader, "seed": seed,
+        "probe_every": probe_every,
     }  # fmt: skip
     settings = PretrainSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:
@@ -130,6 +132,7 @@ def finetune_cmd(
     eval_every: int = typer.Option(F.eval_every, help="validate every N steps"),
     patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
     workers: int = typer.Option(F.workers, help="loader workers per rank"),
+    loader: Loader = F.loader,
     seed: int = typer.Option(F.seed),
     device: Device = "auto",
     threads: Threads = 0,
@@ -150,7 +153,7 @@ def finetune_cmd(
         "pool": pool, "mil_head_only": mil_head_only, "largest_component": largest_component,
         "fusion": fusion, "steps": steps,
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
-        "encoder_lr_scale": encoder_lr_scale, "workers": workers, "seed": seed,
+        "encoder_lr_scale": encoder_lr_scale, "workers": workers, "loader": loader, "seed": seed,
         "eval_every": eval_every, "patience": patience, "augment": augment,
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched

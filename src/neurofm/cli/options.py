@@ -21,6 +21,14 @@ Isolation = Annotated[
     str, typer.Option(help="auto | bwrap | unshare | none (auto: the strongest that works here)")
 ]
 
+Loader = Annotated[
+    str,
+    typer.Option(
+        help="processes | threads: who reads the patches (threads: much faster from a cache "
+        "made with `neurofm prepare --unpack`; a different random stream than processes)"
+    ),
+]
+
 # --overwrite, by what it replaces
 OverwriteOut = Annotated[bool, typer.Option(help="replace an existing OUT")]
 OverwriteRun = Annotated[bool, typer.Option(help="replace an existing run in OUT")]

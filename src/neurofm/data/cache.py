@@ -13,10 +13,20 @@ Why blosc2 NDArray: with chunks ``(1, 32, 32, 32)`` per channel and blocks ``(1,
 blosc2 decompresses only the 16^3 blocks a patch touches, so a random 64^3 patch of one channel
 costs about 1.3 ms whatever the volume size, and a head volume takes about a third of the disk
 of a float32 ``.npy`` (background compresses to nothing; LZ4 at level 1 with byte shuffle keeps
-decompression cheap). A warm-page-cache ``.npy`` memmap reads a patch faster (about 0.3 ms per
-channel) but needs 3x the disk and page cache, which at FOMO60K scale means reading from disk,
-not memory. Images stay float32: float16 would halve the files, but converting a 64^3 patch back
-to float32 costs about 1.4 ms per channel in numpy, more than the decompression it saves.
+decompression cheap). A warm-page-cache ``.npy`` memmap reads a patch several times faster but
+needs 3x the disk and page cache, which at FOMO60K scale means reading from disk, not memory; so
+it is an opt-in second copy, as nnU-Net unpacks its compressed cases before training:
+:func:`unpack_case` (``neurofm prepare --unpack``) writes ``image.npy``/``mask.npy`` beside the
+blosc2 files, and :class:`PreparedDataset` memory-maps them where present. They hold the same
+float32 values, so which copy a patch came from never changes a result. A re-prepared case
+replaces its whole folder, so a stale ``.npy`` cannot outlive the arrays it was made from.
+Images stay float32: float16 would halve the files, but converting a 64^3 patch back to float32
+costs about 1.4 ms per channel in numpy, more than the decompression it saves. A truncated
+``.npy`` fails to open (named, like a damaged blosc2 file); garbled bytes inside one are not
+detected, as in any uncompressed format; the blosc2 files stay the checked original. Both
+kinds are memory-mapped: a file truncated in place while a process reads it ends that process
+with SIGBUS, as for any memory-mapped reader (``prepare`` never does that: it replaces whole
+case folders, and a mapping keeps the old file alive).
 (Measured on this project's 2-core CI box; ``neurofm bench loader`` gives the end-to-end effect.)
 
 A damaged file raises :class:`~neurofm.errors.NeuroFMError` naming it; blosc2 detects truncated
@@ -28,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,6 +147,31 @@ def write_array(path: Path, array: np.ndarray) -> None:
         mode="w",
         cparams=_CPARAMS,
     )
+
+
+def unpack_case(case_dir: Path) -> bool:
+    """Write the case's arrays again as plain ``.npy`` (for memory-mapped reads) unless present.
+
+    Each file is written under a temporary name and renamed, so a killed run leaves either no
+    ``.npy`` or a whole one. Returns True if anything was written.
+    """
+    wrote = False
+    for name in ("image", "mask"):
+        packed, plain = case_dir / f"{name}.b2nd", case_dir / f"{name}.npy"
+        if not packed.is_file() or plain.is_file():
+            continue
+        for stale in case_dir.glob(f"{name}.npy.tmp-*"):
+            stale.unlink(missing_ok=True)
+        try:
+            array = blosc2.open(str(packed), mode="r")[:]
+        except Exception as exc:
+            raise _corrupt(packed, exc) from exc
+        tmp = case_dir / f"{name}.npy.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array))
+        os.replace(tmp, plain)
+        wrote = True
+    return wrote
 
 
 def foreground_points(mask: np.ndarray, seed: int = 0) -> tuple[tuple[int, int, int], ...]:
@@ -253,10 +289,13 @@ class PreparedDataset:
     """Read access to one prepared subset; patches read only the chunks they touch.
 
     File handles are opened lazily and per process (safe in DataLoader workers), at most 64 kept.
+    ``unpacked``: memory-map a case's ``.npy`` copy where :func:`unpack_case` wrote one (same
+    values, faster patches); False reads the blosc2 arrays only.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, unpacked: bool = True) -> None:
         self.root = Path(root)
+        self.unpacked = unpacked
         path = self.root / "manifest.json"
         if not path.is_file():
             found = [str(p.relative_to(self.root)) for p in find_subsets(self.root)]
@@ -273,6 +312,7 @@ class PreparedDataset:
         self.params: dict[str, Any] = doc.get("params", {})
         self._by_id = {c.case_id: c for c in self.cases}
         self._open: OrderedDict[Path, Any] = OrderedDict()
+        self._lock = threading.Lock()  # loader threads share the open handles
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -281,7 +321,12 @@ class PreparedDataset:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_open"] = OrderedDict()
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def case(self, case_id: str) -> PreparedCase:
         if case_id not in self._by_id:
@@ -289,6 +334,10 @@ class PreparedDataset:
         return self._by_id[case_id]
 
     def _array(self, path: Path) -> Any:
+        with self._lock:
+            return self._array_locked(path)
+
+    def _array_locked(self, path: Path) -> Any:
         if self._pid != os.getpid():  # forked: handles belong to the parent
             self._open.clear()
             self._pid = os.getpid()
@@ -297,7 +346,10 @@ class PreparedDataset:
             if not path.is_file():
                 raise NeuroFMError(path, "prepared file is missing; re-run neurofm prepare")
             try:
-                arr = blosc2.open(str(path), mode="r", mmap_mode="r", dparams={"nthreads": 1})
+                if path.suffix == ".npy":
+                    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+                else:
+                    arr = blosc2.open(str(path), mode="r", mmap_mode="r", dparams={"nthreads": 1})
             except Exception as exc:
                 raise _corrupt(path, exc) from exc
             self._open[path] = arr
@@ -306,6 +358,14 @@ class PreparedDataset:
         else:
             self._open.move_to_end(path)
         return arr
+
+    def _file(self, case: PreparedCase, name: str) -> Path:
+        """``<name>.npy`` when unpacked reads are on and the case has one, else ``<name>.b2nd``."""
+        if self.unpacked:
+            plain = self.root / case.case_id / f"{name}.npy"
+            if plain.is_file():
+                return plain
+        return self.root / case.case_id / f"{name}.b2nd"
 
     def _channel_index(self, case: PreparedCase, channels: Sequence[str] | None) -> list[int]:
         if channels is None:
@@ -339,9 +399,9 @@ class PreparedDataset:
             for i, c in enumerate(idx):
                 out[i] = case.pad_values[c]
         if src is not None and dst is not None:
-            path = self.root / case.case_id / "image.b2nd"
+            path = self._file(case, "image")
             arr = self._array(path)
-            for i, c in enumerate(idx):
+            for i, c in enumerate(idx):  # per channel: blosc2 slices a channel run slower
                 out[i][dst] = _read(arr, (c, *src), path)
         return out
 
@@ -357,7 +417,7 @@ class PreparedDataset:
         if not case.has_mask:
             raise NeuroFMError(self.root / case.case_id, "prepared case has no mask")
         out = np.zeros(tuple(size), dtype=np.uint8)
-        path = self.root / case.case_id / "mask.b2nd"
+        path = self._file(case, "mask")
         src, dst = _overlap(case.shape, start, size)
         if src is not None and dst is not None:
             out[dst] = _read(self._array(path), src, path)

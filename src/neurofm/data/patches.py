@@ -10,14 +10,26 @@ Generator per process: the dataset's ``seed`` in the main process, the DataLoade
 seed in workers, so a loader built by :func:`make_loader` with the same seed and worker count
 yields the same samples.
 
-:func:`make_loader` returns a :class:`PatchLoader`, a DataLoader whose iteration turns failures
-into clear errors instead of hangs or tracebacks from inside workers:
+:func:`make_loader` returns a :class:`PatchLoader` (``backend="processes"``, the default), a
+DataLoader whose iteration turns failures into clear errors instead of hangs or tracebacks from
+inside workers:
 
 - bad data in a worker (a corrupt chunk, a missing file) re-raises the worker's
   :class:`~neurofm.errors.NeuroFMError` in the main process, naming the file;
 - a worker that dies (killed, out of memory, ``os._exit``) or hangs past ``timeout`` raises a
   RuntimeError naming the case it was reading; each worker records its current case in shared
   memory for this, since a dead process cannot report anything itself.
+
+``backend="threads"`` returns a :class:`ThreadLoader` instead: worker *threads* in the training
+process. Why: a process worker hands each batch over in new shared memory, and on Linux faulting
+in those tmpfs pages costs more than reading the patch (about 15 ms for a batch of two 4 x 96^3
+patches on the 2-core CI box, against 2 ms per patch read from an unpacked cache), so process
+workers cap near 60 batches/s whatever the cache. Threads hand batches over in place. They only
+pay off when the reads release the GIL, which numpy's copies from memory-mapped ``.npy`` files
+(``neurofm prepare --unpack``) do and blosc2's decompression does not. A thread loader draws each
+sample from its own generator seeded by (seed, pass, position), so its stream does not depend on
+the thread count or on which thread ran first; it differs from the process loader's stream, so a
+run's results depend on the backend (which is why it is a recorded setting, not a silent choice).
 """
 
 from __future__ import annotations
@@ -26,9 +38,12 @@ import multiprocessing as mp
 import os
 import re
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -181,7 +196,10 @@ class PatchDataset(Dataset[Sample]):
         return (s[0], s[1], s[2])
 
     def __getitem__(self, index: int) -> Sample:
-        rng = self.rng()
+        return self.sample(index, self.rng())
+
+    def sample(self, index: int, rng: np.random.Generator) -> Sample:
+        """Sample ``index`` with its randomness (position, channels, augmentation) from ``rng``."""
         ci = self.case_index(index)
         case = self.cases[ci]
         channels = self.channels[ci]
@@ -302,6 +320,105 @@ class PatchLoader(DataLoader[Any]):
         return f"{first} (loading patches from {root})"
 
 
+LoaderBackend = Literal["processes", "threads"]
+LOADER_BACKENDS: tuple[LoaderBackend, ...] = ("processes", "threads")
+
+
+class ThreadLoader:
+    """Batches of a :class:`PatchDataset` built by ``threads`` threads, ``prefetch`` ahead.
+
+    Iterating once is one pass over the sampler (or a seeded shuffle, new order each pass). Bad
+    data re-raises the sample's NeuroFMError; a batch not ready within ``timeout`` seconds raises
+    a RuntimeError naming its cases. Leaving the loop early cancels the batches not yet started.
+    """
+
+    def __init__(
+        self,
+        dataset: PatchDataset,
+        batch_size: int,
+        *,
+        threads: int = 2,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        sampler: Sampler[int] | None = None,
+        timeout: float = 120.0,
+        prefetch: int = 4,
+    ) -> None:
+        if batch_size < 1 or threads < 1 or prefetch < 1:
+            raise ValueError("batch_size, threads and prefetch must be at least 1")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.threads = threads
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.sampler = sampler
+        self.timeout = timeout
+        self.prefetch = prefetch
+        self._passes = 0
+
+    @property
+    def patches(self) -> PatchDataset:
+        return self.dataset
+
+    def _order(self, epoch: int) -> list[int]:
+        if self.sampler is not None:
+            return [int(i) for i in self.sampler]
+        n = len(self.dataset)
+        if not self.shuffle:
+            return list(range(n))
+        return [int(i) for i in np.random.default_rng([self.seed, epoch]).permutation(n)]
+
+    def __len__(self) -> int:
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)  # type: ignore[arg-type]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _batch(self, epoch: int, first: int, indices: list[int]) -> Any:
+        return default_collate(
+            [
+                self.dataset.sample(i, np.random.default_rng([self.seed, epoch, first + k]))
+                for k, i in enumerate(indices)
+            ]
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self._passes
+        self._passes += 1
+        order = self._order(epoch)
+        step = self.batch_size
+        stop = len(order) - len(order) % step if self.drop_last else len(order)
+        starts = iter(range(0, stop, step))
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="neurofm-loader")
+        pending: deque[tuple[list[int], Future[Any]]] = deque()
+
+        def submit() -> None:
+            first = next(starts, None)
+            if first is not None:
+                idx = order[first : first + step]
+                pending.append((idx, pool.submit(self._batch, epoch, first, idx)))
+
+        try:
+            for _ in range(self.prefetch + self.threads):
+                submit()
+            while pending:
+                idx, future = pending.popleft()
+                try:
+                    batch = future.result(timeout=self.timeout)
+                except FutureTimeout:
+                    cases = sorted(
+                        {self.dataset.cases[self.dataset.case_index(i)].case_id for i in idx}
+                    )
+                    raise RuntimeError(
+                        f"loader thread took over {self.timeout:g} s for a batch (reading "
+                        f"case(s) {', '.join(cases)} from {self.dataset.data.root})"
+                    ) from None
+                submit()
+                yield batch
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def make_loader(
     dataset: PatchDataset,
     batch_size: int,
@@ -314,13 +431,29 @@ def make_loader(
     timeout: float = 120.0,
     prefetch_factor: int = 4,
     pin_memory: bool = False,
-) -> PatchLoader:
-    """A :class:`PatchLoader` with persistent, seeded workers and a per-batch ``timeout``.
+    backend: LoaderBackend = "processes",
+) -> PatchLoader | ThreadLoader:
+    """A :class:`PatchLoader` with persistent, seeded workers and a per-batch ``timeout``, or with
+    ``backend="threads"`` a :class:`ThreadLoader` with ``workers`` threads (at least one).
 
     ``sampler`` (e.g. a DistributedSampler) replaces shuffling. Worker errors surface within
     seconds: bad data as NeuroFMError, a dead worker as RuntimeError naming the case, a worker
     stuck longer than ``timeout`` seconds as RuntimeError too.
     """
+    if backend == "threads":
+        return ThreadLoader(
+            dataset,
+            batch_size,
+            threads=max(1, workers),
+            seed=seed,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            sampler=sampler,
+            timeout=timeout,
+            prefetch=prefetch_factor,
+        )
+    if backend != "processes":
+        raise ValueError(f"loader backend must be one of {LOADER_BACKENDS}, got {backend!r}")
     generator = torch.Generator().manual_seed(seed)
     multi = workers > 0
     return PatchLoader(

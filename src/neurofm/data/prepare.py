@@ -56,6 +56,7 @@ from neurofm.data.cache import (
     clean_stale,
     commit_case_dir,
     read_meta,
+    unpack_case,
     write_case,
     write_manifest,
     write_meta,
@@ -389,6 +390,7 @@ def prepare(
     overwrite: bool = False,
     subset: str = "pretrain",
     show_progress: bool = True,
+    unpack: bool = False,
 ) -> list[SubsetReport]:
     """Prepare every case under ``src`` into ``dst``; see the module docstring for guarantees.
 
@@ -399,6 +401,8 @@ def prepare(
     keeps its previous manifest. ``overwrite`` redoes every case even if its fingerprint is
     unchanged. Returns one report per destination subset (cases, newly prepared, reused,
     orphans: prepared folders whose source is gone, left in place but not in the manifest).
+    ``unpack`` also stores every case of a finished subset as memory-mappable ``.npy``
+    (:func:`~neurofm.data.cache.unpack_case`; cases that have one are left as they are).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if src == dst:
@@ -463,6 +467,11 @@ def prepare(
                 continue
             ordered = [cases[j.case_id] for j in sub.jobs]
             write_manifest(subset_dir, ordered, params.to_dict(), sub.task)
+            if unpack:
+                unpacking = progress.add_task(f"unpack {sub.name or dst.name}", total=len(ordered))
+                for case in ordered:
+                    unpack_case(subset_dir / case.case_id)
+                    progress.advance(unpacking)
             listed = set(cases)
             orphans = sorted(
                 p.name

@@ -1,10 +1,13 @@
 """`neurofm bench loader`: random-patch throughput of neurofm's loader against MONAI and TorchIO.
 
-Three pipelines read the same cases at the same patch size, batch size and worker count:
+The pipelines read the same cases at the same patch size, batch size and worker count:
 
-- **neurofm**: ``neurofm prepare`` once (native spacing, so voxels match the raw files), then
-  :class:`~neurofm.data.patches.PatchDataset` + :func:`~neurofm.data.patches.make_loader`; each
-  patch reads only the blosc2 chunks it touches.
+- **neurofm**: ``neurofm prepare --unpack`` once (native spacing, so voxels match the raw
+  files), then :class:`~neurofm.data.patches.PatchDataset` +
+  :func:`~neurofm.data.patches.make_loader` with ``backend="threads"`` (``--loader threads`` in
+  training): ``workers`` threads copy patches out of the memory-mapped ``.npy`` copies.
+- **neurofm_default**: the same cache read the default way (``--loader processes``):
+  ``workers`` processes, each patch decompressed from only the blosc2 chunks it touches.
 - **MONAI**: the typical dictionary pipeline on the raw NIfTI files: ``LoadImaged`` (all
   sequences stacked as channels, plus the mask when there is one) + ``EnsureChannelFirstd`` +
   ``SpatialPadd`` + ``RandSpatialCropSamplesd`` (``samples_per_volume`` patches per load),
@@ -72,7 +75,7 @@ from neurofm import __version__
 from neurofm.atomic import write_json_atomic
 from neurofm.data.augment import AugmentConfig
 from neurofm.data.cache import PreparedDataset
-from neurofm.data.patches import PatchDataset, make_loader
+from neurofm.data.patches import LoaderBackend, PatchDataset, make_loader
 from neurofm.data.prepare import CaseJob, Subset, plan, prepare
 from neurofm.data.preprocess import PreprocessParams
 from neurofm.errors import NeuroFMError
@@ -80,7 +83,7 @@ from neurofm.errors import NeuroFMError
 
 @dataclass(frozen=True)
 class LoaderBenchSettings:
-    """What is measured; identical for the three pipelines."""
+    """What is measured; identical for every pipeline."""
 
     patch: int = 64
     workers: int = 2
@@ -257,9 +260,12 @@ def _throughput(
     }
 
 
-def _neurofm(prepared: Path, channels: list[str], s: LoaderBenchSettings) -> Iterable[Any]:
+def _neurofm(
+    prepared: Path, channels: list[str], s: LoaderBenchSettings, backend: LoaderBackend
+) -> Iterable[Any]:
+    """neurofm's loader: threads on the unpacked copies, or processes on the blosc2 arrays."""
     ds = PatchDataset(
-        PreparedDataset(prepared),
+        PreparedDataset(prepared, unpacked=backend == "threads"),
         s.patch,
         channels=channels,
         samples_per_epoch=s.batches_drawn * s.batch_size,
@@ -267,7 +273,9 @@ def _neurofm(prepared: Path, channels: list[str], s: LoaderBenchSettings) -> Ite
         seed=s.seed,
     )
     # no per-batch hang guard: on a loaded machine a slow batch is a result, not a fault
-    return make_loader(ds, s.batch_size, workers=s.workers, seed=s.seed, timeout=3600.0)
+    return make_loader(
+        ds, s.batch_size, workers=s.workers, seed=s.seed, timeout=3600.0, backend=backend
+    )
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -422,7 +430,9 @@ def run_loader_bench(
         else:
             src = synth_data(work / f"synth-{preset}-{cases}", preset, cases, s.seed)
         source, subset, channels = _pick_subset(src)
-        reports = prepare(source, work / "prepared", params=PreprocessParams(spacing=None))
+        reports = prepare(
+            source, work / "prepared", params=PreprocessParams(spacing=None), unpack=True
+        )
         prepared = work / "prepared" / reports[0].name
         items = []
         for job in subset.jobs:
@@ -442,7 +452,12 @@ def run_loader_bench(
 
         cache = work / f"monai-cache-{os.getpid()}"
         pipelines: list[tuple[str, Callable[[], Iterable[Any]], Callable[[Any], int]]] = [
-            ("neurofm", lambda: _neurofm(prepared, channels, s), dict_count),
+            ("neurofm", lambda: _neurofm(prepared, channels, s, "threads"), dict_count),
+            (
+                "neurofm_default",
+                lambda: _neurofm(prepared, channels, s, "processes"),
+                dict_count,
+            ),
             ("monai", lambda: _monai(items, s), dict_count),
             ("monai_persistent", lambda: _monai_persistent(items, cache, s), dict_count),
             ("torchio", lambda: _torchio(items, s), torchio_count),
@@ -462,7 +477,8 @@ def run_loader_bench(
             shutil.rmtree(cache, ignore_errors=True)
         limit = copy_limit(len(channels) * s.patch**3 * 4)
         ours = results["neurofm"]["patches_per_s"]
-        others = {k: v["patches_per_s"] for k, v in results.items() if k != "neurofm"}
+        default = results["neurofm_default"]["patches_per_s"]
+        others = {k: v["patches_per_s"] for k, v in results.items() if not k.startswith("neurofm")}
         fastest = max(others.values())
         report: dict[str, Any] = {
             "benchmark": "loader",
@@ -484,6 +500,9 @@ def run_loader_bench(
                 "neurofm/torchio": ours / others["torchio"],
                 "neurofm/max_others": ours / fastest,
                 "neurofm/copy_limit": ours / limit["patches_per_s"],
+                "neurofm_default/max_others": default / fastest,
+                "neurofm_default/copy_limit": default / limit["patches_per_s"],
+                "neurofm/neurofm_default": ours / default,
             },
             "targets": {
                 "neurofm/max_others_at_least": 10.0,

@@ -12,14 +12,20 @@ from typing import Any
 
 from torch.utils.data import DistributedSampler
 
-from neurofm.data.patches import PatchDataset, make_loader
+from neurofm.data.patches import LoaderBackend, PatchDataset, make_loader
 from neurofm.train.distributed import DistInfo
 
 
 def batch_stream(
-    dataset: PatchDataset, batch_size: int, workers: int, seed: int, dist: DistInfo
+    dataset: PatchDataset,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    dist: DistInfo,
+    backend: LoaderBackend = "processes",
 ) -> Callable[[int], Iterator[dict[str, Any]]]:
-    """``start_step -> endless iterator of batches``, for :func:`neurofm.train.loop.train`."""
+    """``start_step -> endless iterator of batches``, for :func:`neurofm.train.loop.train`;
+    ``workers`` processes or threads (``backend``) read the patches."""
 
     def make(start: int) -> Iterator[dict[str, Any]]:
         run_seed = seed + 7919 * start
@@ -29,7 +35,13 @@ def batch_stream(
                 dataset, num_replicas=dist.world_size, rank=dist.rank, seed=run_seed
             )
         loader = make_loader(
-            dataset, batch_size, workers, run_seed + dist.rank, sampler=sampler, drop_last=True
+            dataset,
+            batch_size,
+            workers,
+            run_seed + dist.rank,
+            sampler=sampler,
+            drop_last=True,
+            backend=backend,
         )
         epoch = 0
         while True:

@@ -311,7 +311,7 @@ def finetune(
     result = train(
         model,
         step,
-        batch_stream(dataset, s.batch_size, s.workers, s.seed, dist),
+        batch_stream(dataset, s.batch_size, s.workers, s.seed, dist, s.loader),
         loop,
         out,
         run.to_dict(),

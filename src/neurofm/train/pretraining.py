@@ -116,7 +116,9 @@ def pretrain(
     result = train(
         model,
         objective,
-        batch_stream(dataset, settings.batch_size, settings.workers, settings.seed, dist),
+        batch_stream(
+            dataset, settings.batch_size, settings.workers, settings.seed, dist, settings.loader
+        ),
         loop,
         out,
         run.to_dict(),

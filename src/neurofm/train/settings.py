@@ -16,6 +16,7 @@ from neurofm.errors import NeuroFMError
 from neurofm.tasks import get_task
 
 if TYPE_CHECKING:
+    from neurofm.data.patches import LoaderBackend
     from neurofm.models.adapters import AdaptMode
     from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
@@ -50,6 +51,7 @@ class PretrainSettings:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     workers: int = 2
+    loader: LoaderBackend = "processes"
     seed: int = 0
     probe_every: int = 0  # 0: no online brain-age probe
     probe_size: int = 48
@@ -57,10 +59,12 @@ class PretrainSettings:
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        from neurofm.data.patches import LOADER_BACKENDS
         from neurofm.models import get_preset
         from neurofm.pretrain.objectives import OBJECTIVES
 
         _choice("objective", self.objective, list(OBJECTIVES))
+        _choice("loader", self.loader, LOADER_BACKENDS)
         divisor = get_preset(self.preset).divisor
         if self.patch_size < 2 * divisor or self.patch_size % divisor:
             raise NeuroFMError(
@@ -109,17 +113,20 @@ class FinetuneSettings:
     eval_every: int = 15
     patience: int = 4
     workers: int = 2
+    loader: LoaderBackend = "processes"
     seed: int = 0
     log_every: int = 5
 
     def __post_init__(self) -> None:
         from neurofm.data.augment import AUGMENT_PROFILES
+        from neurofm.data.patches import LOADER_BACKENDS
         from neurofm.models import MODEL_PRESETS
         from neurofm.models.adapters import AdaptMode
         from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
         task = get_task(self.task)
         _choice("augment", self.augment, list(AUGMENT_PROFILES))
+        _choice("loader", self.loader, LOADER_BACKENDS)
         _choice("mode", self.mode, get_args(AdaptMode))
         _choice("head", self.head, get_args(HeadKind))
         _choice("pool", self.pool, get_args(PoolKind))
