@@ -367,6 +367,27 @@ def test_thread_loader_stream_does_not_depend_on_thread_count(men: PreparedDatas
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+def test_thread_batches_are_the_samples_drawn_one_by_one(tmp_path: Path, rng) -> None:
+    specs = [
+        ("a1", ["t1", "t2"], (12, 14, 10), False, 0.0, 40.0),
+        ("a2", ["t1", "t2"], (16, 12, 12), False, 1.0, 70.0),
+    ]
+    data = _write_subset(tmp_path / "ba", rng, specs, "brain_age")
+    for augment in (None, AugmentConfig()):
+        ds = PatchDataset(data, 8, samples_per_epoch=5, augment=augment)
+        loader = make_loader(ds, 2, workers=2, seed=3, backend="threads", shuffle=False)
+        batches = list(loader)
+        assert [b["image"].shape[0] for b in batches] == [2, 2, 1]
+        for pos in range(5):
+            one = ds.sample(pos, np.random.default_rng([3, 0, pos]))
+            batch = batches[pos // 2]
+            assert torch.equal(batch["image"][pos % 2], one["image"])
+            assert torch.equal(batch["target"][pos % 2], one["target"])
+            assert batch["case"][pos % 2] == one["case"]
+    with pytest.raises(ValueError, match="out must be float32"):
+        data.read_patch("a1", (0, 0, 0), (4, 4, 4), out=np.empty((2, 4, 4, 3), np.float32))
+
+
 def test_thread_loader_drop_last_and_sampler(men: PreparedDataset) -> None:
     ds = PatchDataset(men, 8, samples_per_epoch=7)
     loader = make_loader(ds, 3, workers=2, backend="threads", drop_last=True)
@@ -378,10 +399,10 @@ def test_thread_loader_drop_last_and_sampler(men: PreparedDataset) -> None:
 
 
 class _SlowSample(PatchDataset):
-    def sample(self, index: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    def sample(self, index: int, rng: np.random.Generator, out=None):  # type: ignore[no-untyped-def]
         if self.cases[self.case_index(index)].case_id == "c3":
             time.sleep(3)
-        return super().sample(index, rng)
+        return super().sample(index, rng, out)
 
 
 def test_thread_loader_errors_name_the_case(men: PreparedDataset) -> None:

@@ -389,11 +389,19 @@ class PreparedDataset:
         start: Sequence[int],
         size: Sequence[int],
         channels: Sequence[str] | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Image patch ``(C, *size)`` at ``start``; outside the volume: the background value."""
+        """Image patch ``(C, *size)`` at ``start``; outside the volume: the background value.
+
+        ``out``: a float32 array of that shape to write into (a slot of a batch) and return.
+        """
         case = self.case(case_id)
         idx = self._channel_index(case, channels)
-        out = np.empty((len(idx), *size), dtype=np.float32)
+        shape = (len(idx), *(int(k) for k in size))
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
         src, dst = _overlap(case.shape, start, size)
         if src is None or dst is None or _partial(dst, size):
             for i, c in enumerate(idx):

@@ -198,8 +198,19 @@ class PatchDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         return self.sample(index, self.rng())
 
-    def sample(self, index: int, rng: np.random.Generator) -> Sample:
-        """Sample ``index`` with its randomness (position, channels, augmentation) from ``rng``."""
+    @property
+    def channel_count(self) -> int | None:
+        """Channels of every sample, or None if cases differ (samples then cannot be batched)."""
+        if self.n_random_channels is not None:
+            return self.n_random_channels
+        counts = {len(c) for c in self.channels}
+        return counts.pop() if len(counts) == 1 else None
+
+    def sample(
+        self, index: int, rng: np.random.Generator, out: torch.Tensor | None = None
+    ) -> Sample:
+        """Sample ``index`` with its randomness (position, channels, augmentation) from ``rng``;
+        its image is written into ``out`` (a contiguous float32 batch slot) when given."""
         ci = self.case_index(index)
         case = self.cases[ci]
         channels = self.channels[ci]
@@ -207,8 +218,9 @@ class PatchDataset(Dataset[Sample]):
             pick = rng.choice(len(channels), self.n_random_channels, replace=False)
             channels = [channels[int(i)] for i in pick]
         start = self._start(case, rng)
+        slot = out.numpy() if out is not None else None
         image = torch.from_numpy(
-            self.data.read_patch(case.case_id, start, self.patch_size, channels)
+            self.data.read_patch(case.case_id, start, self.patch_size, channels, out=slot)
         )
         mask = None
         if self.with_mask:
@@ -217,6 +229,8 @@ class PatchDataset(Dataset[Sample]):
         if self.augment is not None:
             params = sample_augment(self.augment, rng, len(channels))
             image, mask = apply_augment(image, mask, params)
+            if out is not None:
+                image = out.copy_(image)
         sample: Sample = {"image": image, "case": case.case_id, "channels": ",".join(channels)}
         if mask is not None:
             sample["mask"] = mask
@@ -375,12 +389,23 @@ class ThreadLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _batch(self, epoch: int, first: int, indices: list[int]) -> Any:
-        return default_collate(
-            [
-                self.dataset.sample(i, np.random.default_rng([self.seed, epoch, first + k]))
-                for k, i in enumerate(indices)
-            ]
-        )
+        """One batch; patches are read straight into the batch tensor (no collating copy)."""
+        ds, channels = self.dataset, self.dataset.channel_count
+        image = None
+        if channels is not None:
+            image = torch.empty((len(indices), channels, *ds.patch_size))
+        samples = [
+            ds.sample(
+                i,
+                np.random.default_rng([self.seed, epoch, first + k]),
+                out=image[k] if image is not None else None,
+            )
+            for k, i in enumerate(indices)
+        ]
+        if image is None:
+            return default_collate(samples)
+        rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
+        return {"image": image, **rest}
 
     def __iter__(self) -> Iterator[Any]:
         epoch = self._passes
