@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_demo_tiny_end_to_end(tmp_path: Path) -> None:
+    # --objective contrastive: brain age from a second pretraining run, as in the round-2 recipe
     s = DemoSettings(preset="tiny", spacing=8.0, pretrain_steps=6, finetune_steps=6,
-                     segmentation_steps=6, workers=0,
+                     segmentation_steps=6, workers=0, objective="contrastive",
                      n_boot=50)  # fmt: skip
     index = run_demo(tmp_path / "demo", s)
     assert index.exists() and index.name == "index.html"

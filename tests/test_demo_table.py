@@ -65,4 +65,8 @@ def test_demo_overrides_apply_to_the_study_recipe() -> None:
     assert linear.task("meningioma").objective == base.task("meningioma").objective
     assert linear.finetune_steps == 7 and linear.hash != base.hash
     caption = DemoSettings().describe_pretrained(base)
-    assert caption == "mae (infarct, meningioma); contrastive (brain_age)"
+    assert caption == "mae (infarct, meningioma, brain_age)"
+    mixed = DemoSettings(objective="contrastive")
+    assert mixed.describe_pretrained(mixed.recipe()) == (
+        "mae (infarct, meningioma); contrastive (brain_age)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +39,7 @@ def _recipe(tmp_path: Path, text: str = TINY_RECIPE, name: str = "r.toml") -> Pa
 def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path) -> None:
     builtin = load_recipe()
     assert set(builtin.development).isdisjoint(builtin.confirmation)
-    assert builtin.task("brain_age").objective == "contrastive"
+    assert builtin.task("brain_age").objective == "mae"
     assert builtin.task("brain_age").pool == "avg"
     a = load_recipe(_recipe(tmp_path))
     b = load_recipe(_recipe(tmp_path, "# a comment\n" + TINY_RECIPE, "b.toml"))
@@ -52,8 +53,8 @@ def test_builtin_recipe_loads_and_hash_tracks_values_not_comments(tmp_path: Path
 def test_builtin_novel_recipe_differs_from_the_default_only_in_its_shift() -> None:
     from neurofm.study.recipe import builtin_recipes
 
-    assert {"fomo25-demo", "fomo25-demo-novel"} <= set(builtin_recipes())
-    novel, base = load_recipe("fomo25-demo-novel"), load_recipe()
+    assert {"fomo25-demo", "fomo25-demo-novel", "fomo25-demo-round3"} <= set(builtin_recipes())
+    novel, base = load_recipe("fomo25-demo-novel"), load_recipe("fomo25-demo")
     assert novel.shift == "novel" and base.shift == "matched"
     same = replace(novel, name=base.name, shift=base.shift, source=base.source)
     assert same == base and novel.hash != base.hash
@@ -61,8 +62,28 @@ def test_builtin_novel_recipe_differs_from_the_default_only_in_its_shift() -> No
         load_recipe("fomo25-demo-nvel")
 
 
+def test_default_recipe_is_round_2_with_brain_age_from_mae_and_fresh_seeds() -> None:
+    from neurofm.cli.cmd_study import study
+    from neurofm.study.recipe import DEFAULT_RECIPE
+
+    default, round2 = load_recipe(), load_recipe("fomo25-demo")
+    assert default.name == DEFAULT_RECIPE == "fomo25-demo-round3"
+    assert inspect.signature(study).parameters["recipe"].default.default == DEFAULT_RECIPE
+    # the hash its confirmation (confirm-round3-4087b22, docs/study.md) was started with
+    assert default.hash == "4087b229d0cf0a81"
+    assert round2.task("brain_age").objective == "contrastive"
+    assert set(default.confirmation).isdisjoint(round2.confirmation)
+    tasks = dict(default.tasks)
+    tasks["brain_age"] = replace(tasks["brain_age"], objective="contrastive")
+    same = replace(
+        default, name=round2.name, confirmation=round2.confirmation, tasks=tasks,
+        source=round2.source,
+    )  # fmt: skip
+    assert same == round2
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
-    builtin = load_recipe()
+    builtin = load_recipe("fomo25-demo")
     assert builtin.augment == ADDED_LATER["augment"]
     # the hash the round-2 confirmation (docs/study.md) was written with, before augment existed
     assert builtin.hash == "c1dc05dca83215e0"

@@ -4,8 +4,8 @@ A recipe fixes the benchmark, the pretraining runs, the finetuning recipe, which
 run and head each task's pretrained arm uses, and the split of seeds into *development* seeds
 (look at them to choose) and *confirmation* seeds (never used for a choice). The hash is the
 SHA-256 of the parsed recipe in canonical JSON, so comments and layout do not change it, any
-value does. The built-in recipe ships with the package (``recipes/fomo25-demo.toml``); the demo
-reads the same file.
+value does. The built-in recipes ship with the package (``recipes/*.toml``; the default is
+``recipes/fomo25-demo-round3.toml``); the demo reads the same file.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from neurofm.train.settings import FinetuneSettings
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
-DEFAULT_RECIPE = "fomo25-demo"
+DEFAULT_RECIPE = "fomo25-demo-round3"
 ADDED_LATER: dict[str, Any] = {"augment": "full"}
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 
@@ -46,7 +46,7 @@ class TaskRecipe:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Every choice of a study; see ``recipes/fomo25-demo.toml`` for what each field means."""
+    """Every choice of a study; see ``recipes/fomo25-demo-round3.toml`` for each field's meaning."""
 
     name: str
     development: tuple[int, ...]
