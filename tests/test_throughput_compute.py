@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -46,18 +44,18 @@ def test_channels_last_matches_default_within_tolerance() -> None:
     assert _rel(y0, y2) > 0.05  # other weights: the check could fail
 
 
-def test_bf16_output_is_close_and_a_bad_gradient_is_not_kept() -> None:
-    """bf16 autocast's output stays within its tolerance. Its gradient check is usually within
-    it too (~0.0085) but came out infinite in some processes (inside the full test suite, and on
-    the small preset in an idle benchmark run; not reproducible in a fresh process), so this test
-    asserts what the benchmark does with either outcome rather than which one occurs."""
+def test_bf16_is_within_tolerance_on_the_reference_kernels_and_a_bad_gradient_is_not_kept() -> None:
+    """bf16 autocast's output and gradients stay within its tolerance on PyTorch's reference
+    kernels. Through oneDNN the weight gradient of convolutions on 2^3 feature maps is wrong on
+    some CPUs (docs/examples/bf16_conv3d_grad.py), so there the benchmark must report bf16 as out
+    of tolerance and not keep it, whichever outcome the machine gives."""
     x = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
     y0, g0, *_ = first_step("tiny", "default", x, seed=3)
-    y1, g1, *_ = first_step("tiny", "bf16", x, seed=3)
+    with torch.backends.mkldnn.flags(enabled=False):
+        y1, g1, *_ = first_step("tiny", "bf16", x, seed=3)
     tol = TOLERANCE["bf16"]
     assert 0 < _rel(y0, y1) <= tol  # bf16 really rounds, and only a little
-    grad_error = _rel(g0, g1)
-    assert grad_error <= tol or not math.isfinite(grad_error)
+    assert _rel(g0, g1) <= tol
     s = ComputeSettings(presets=("tiny",), variants=("default", "bf16"), batch_size=1, steps=1,
                         warmup=1, matmul_size=64)  # fmt: skip
     report = measure_preset("tiny", s)["variants"]["bf16"]

@@ -156,3 +156,23 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path) -> None:
     (folder / "config.json").write_text("{not json")
     with pytest.raises(NeuroFMError, match="corrupt checkpoint config"):
         load_config(folder)
+
+
+def test_training_never_autocasts_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU bf16 autocast gives wrong convolution weight gradients on some CPUs (oneDNN;
+    docs/examples/bf16_conv3d_grad.py): the loop must enable autocast on CUDA only."""
+    from neurofm.train import loop
+
+    seen: list[tuple[str, bool]] = []
+    real = torch.autocast
+
+    def spy(device_type: str, *args: object, enabled: bool = True, **kw: object) -> object:
+        seen.append((device_type, enabled))
+        return real(device_type, *args, enabled=enabled, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop.torch, "autocast", spy)
+    assert cfg(steps=3).amp  # asked for, and still off on the CPU
+    train(make_model(), mse_step, toy_batches(1), cfg(steps=3), tmp_path / "r", {}, SINGLE)
+    assert seen and all(not (device == "cpu" and on) for device, on in seen)
