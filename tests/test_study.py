@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,6 +81,31 @@ def test_default_recipe_is_round_2_with_brain_age_from_mae_and_fresh_seeds() -> 
         source=round2.source,
     )  # fmt: skip
     assert same == round2
+
+
+def test_input_sizes_are_recipe_settings_that_reach_the_runs() -> None:
+    from neurofm.study.grid import Unit
+    from neurofm.study.runner import finetune_settings, pretrain_settings
+
+    base = load_recipe()
+    assert (base.pretrain_patch, base.finetune_input_size, base.finetune_patch) == (32, 48, 32)
+    three_mm = replace(
+        base, spacing=3.0, pretrain_patch=48, finetune_input_size=64, finetune_patch=48
+    )
+    assert len({base.hash, three_mm.hash, replace(base, finetune_patch=48).hash}) == 3
+    ps = pretrain_settings(three_mm, "mae", "tiny", seed=0, workers=0)
+    assert ps.patch_size == 48
+    for task, size in (("brain_age", 64), ("meningioma", 48)):
+        unit = Unit("scratch", task, "tiny", None, "scratch", "tiny")
+        fs = finetune_settings(three_mm, unit, seed=0, workers=0, init="scratch")
+        assert (fs.input_size, fs.patch_size) == (64, 48), task
+        assert size in (fs.input_size, fs.patch_size)
+    text = TINY_RECIPE.replace("[finetune]\n", "[finetune]\ninput_size = 0\n")
+    with pytest.raises(NeuroFMError, match=r"\[finetune\] --input-size must be positive"):
+        parse_recipe(tomllib.loads(text), "r.toml")
+    text = TINY_RECIPE.replace("[pretrain]\n", "[pretrain]\npatch = 40\n")
+    with pytest.raises(NeuroFMError, match=r"\[pretrain\] --patch 40 must be a multiple of 16"):
+        parse_recipe(tomllib.loads(text), "r.toml")
 
 
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:

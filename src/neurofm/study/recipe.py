@@ -22,12 +22,17 @@ from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind
 from neurofm.synth import SHIFTS
 from neurofm.tasks import known_tasks
-from neurofm.train.settings import FinetuneSettings
+from neurofm.train.settings import FinetuneSettings, PretrainSettings
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
 DEFAULT_RECIPE = "fomo25-demo-round3"
-ADDED_LATER: dict[str, Any] = {"augment": "full"}
+ADDED_LATER: dict[str, Any] = {
+    "augment": "full",
+    "pretrain_patch": 32,
+    "finetune_input_size": 48,
+    "finetune_patch": 32,
+}
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 
 
@@ -58,12 +63,15 @@ class Recipe:
     pretrain_steps: int = 300
     contrastive_batch: int = 24
     reconstruction_batch: int = 8
+    pretrain_patch: int = 32
     finetune_steps: int = 300
     segmentation_steps: int = 600
     lr: float = 3e-3
     pretrained_encoder_lr_scale: float = 0.1
     patience: int = 5
     augment: str = "full"
+    finetune_input_size: int = 48
+    finetune_patch: int = 32
     tasks: dict[str, TaskRecipe] = field(default_factory=dict)
     n_boot: int = 1000
     source: str = ""
@@ -98,6 +106,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "steps": "pretrain_steps",
         "contrastive_batch": "contrastive_batch",
         "reconstruction_batch": "reconstruction_batch",
+        "patch": "pretrain_patch",
     },
     "finetune": {
         "steps": "finetune_steps",
@@ -106,6 +115,8 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "pretrained_encoder_lr_scale": "pretrained_encoder_lr_scale",
         "patience": "patience",
         "augment": "augment",
+        "input_size": "finetune_input_size",
+        "patch": "finetune_patch",
     },
     "evaluation": {"n_boot": "n_boot"},
 }
@@ -217,10 +228,16 @@ def _check(r: Recipe, where: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise NeuroFMError(where, f"{key} must be >= 1, got {value}")
-    try:  # the finetuning settings' own rule for the augmentation profile
-        FinetuneSettings(augment=r.augment)
+    try:  # the settings' own rules (augmentation profile, sizes that fit the backbone)
+        FinetuneSettings(
+            augment=r.augment, input_size=r.finetune_input_size, patch_size=r.finetune_patch
+        )
     except NeuroFMError as e:
         raise NeuroFMError(where, f"[finetune] {e}") from None
+    try:
+        PretrainSettings(preset=r.backbone, patch_size=r.pretrain_patch)
+    except NeuroFMError as e:
+        raise NeuroFMError(where, f"[pretrain] {e}") from None
     if r.spacing <= 0 or r.lr <= 0:
         raise NeuroFMError(where, "benchmark.spacing and finetune.lr must be > 0")
 

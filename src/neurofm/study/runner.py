@@ -80,6 +80,7 @@ def pretrain_settings(
         objective=objective, preset=backbone, steps=recipe.pretrain_steps,
         batch_size=recipe.reconstruction_batch if reconstructs else recipe.contrastive_batch,
         workers=workers, seed=seed, probe_every=max(1, recipe.pretrain_steps // 4),
+        patch_size=recipe.pretrain_patch,
     )  # fmt: skip
 
 
@@ -103,6 +104,7 @@ def finetune_settings(
         steps=steps, workers=workers, seed=seed, eval_every=max(5, steps // 10),
         patience=recipe.patience, lr=recipe.lr, augment=recipe.augment,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
+        input_size=recipe.finetune_input_size, patch_size=recipe.finetune_patch,
     )  # fmt: skip
 
 
