@@ -70,3 +70,24 @@ def test_demo_overrides_apply_to_the_study_recipe() -> None:
     assert mixed.describe_pretrained(mixed.recipe()) == (
         "mae (infarct, meningioma); contrastive (brain_age)"
     )
+
+
+def test_demo_help_states_the_default_recipes_values() -> None:
+    """The demo's option help names the recipe's values; a recipe change must not leave it
+    stating old ones (it said 'contrastive (default)' after the default became MAE)."""
+    import inspect
+
+    from neurofm.cli.cmd_demo import demo
+
+    r = load_recipe()
+    params = inspect.signature(demo).parameters.items()
+    helps = {n: p.default.help for n, p in params if hasattr(p.default, "help")}
+    assert f"({r.pretrain_steps})" in helps["pretrain_steps"]
+    assert f"({r.finetune_steps})" in helps["finetune_steps"]
+    assert f", {r.segmentation_steps})" in helps["segmentation_steps"]
+    assert f", {r.n_boot})" in helps["n_boot"]
+    assert f"({r.spacing:g})" in helps["spacing"]
+    pooled, decoder = r.task("brain_age").objective, r.task("meningioma").objective
+    assert helps["objective"].endswith(f"the recipe's, {pooled})")
+    assert helps["decoder_objective"].endswith(f"the recipe's, {decoder})")
+    assert helps["infarct_head"].startswith(f"{r.task('infarct').head} (the recipe's)")

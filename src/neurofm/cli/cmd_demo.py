@@ -19,23 +19,28 @@ def demo(
     objective: str | None = typer.Option(
         None,
         help="pretraining for pooled heads (brain age; infarct with --infarct-head linear|mlp): "
-        "contrastive (default) | mae | hybrid | modality",
+        "mae | contrastive | hybrid | modality (default: the recipe's, mae)",
     ),
     decoder_objective: str | None = typer.Option(
         None,
-        help="pretraining for models with a decoder (meningioma, MIL infarct): mae "
-        "(default) | hybrid | modality",
+        help="pretraining for models with a decoder (meningioma, MIL infarct): mae | hybrid | "
+        "modality (default: the recipe's, mae)",
     ),
-    infarct_head: str | None = typer.Option(None, help="mil (default) | linear | mlp"),
-    pretrain_steps: int | None = typer.Option(None, help="default: DemoSettings"),
-    finetune_steps: int | None = typer.Option(None, help="default: DemoSettings"),
-    segmentation_steps: int | None = typer.Option(None, help="meningioma finetuning steps"),
+    infarct_head: str | None = typer.Option(None, help="mil (the recipe's) | linear | mlp"),
+    pretrain_steps: int | None = typer.Option(None, help="default: the recipe's (300)"),
+    finetune_steps: int | None = typer.Option(None, help="default: the recipe's (600)"),
+    segmentation_steps: int | None = typer.Option(
+        None, help="meningioma finetuning steps (default: the recipe's, 1200)"
+    ),
     spacing: float | None = typer.Option(None, help="preprocessing voxel size in mm (4)"),
     workers: int | None = typer.Option(None, help="loader/prepare workers (2)"),
-    n_boot: int | None = typer.Option(None, help="bootstrap resamples (1000)"),
+    n_boot: int | None = typer.Option(None, help="bootstrap resamples (the recipe's, 5000)"),
     overwrite: bool = typer.Option(False, help="start afresh instead of reusing finished stages"),
 ) -> None:
-    """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report."""
+    """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report.
+
+    Settings come from the default study recipe (fomo25-demo-round3); the options override
+    single values."""
     from neurofm.demo import DemoSettings, run_demo
     from neurofm.errors import NeuroFMError
     from neurofm.locks import folder_lock
