@@ -228,7 +228,7 @@ def _check(r: Recipe, where: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise NeuroFMError(where, f"{key} must be >= 1, got {value}")
-    try:  # the settings' own rules (augmentation profile, sizes that fit the backbone)
+    try:  # the settings' own rules (augmentation profile, positive sizes; pretraining patch below)
         FinetuneSettings(
             augment=r.augment, input_size=r.finetune_input_size, patch_size=r.finetune_patch
         )
