@@ -108,6 +108,21 @@ def test_input_sizes_are_recipe_settings_that_reach_the_runs() -> None:
         parse_recipe(tomllib.loads(text), "r.toml")
 
 
+def test_the_schedule_is_a_recipe_setting_that_reaches_the_runs() -> None:
+    from neurofm.study.grid import Unit
+    from neurofm.study.runner import finetune_settings
+
+    base = load_recipe()
+    assert base.lr_schedule == ADDED_LATER["lr_schedule"] == "cosine"
+    poly = parse_recipe(
+        tomllib.loads(TINY_RECIPE.replace("[finetune]\n", '[finetune]\nschedule = "poly"\n')), "r"
+    )
+    assert poly.lr_schedule == "poly"
+    assert replace(base, lr_schedule="poly").hash != base.hash
+    unit = Unit("scratch", "brain_age", "tiny", None, "scratch", "tiny")
+    assert finetune_settings(poly, unit, seed=0, workers=0, init="scratch").schedule == "poly"
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
     builtin = load_recipe("fomo25-demo")
     assert builtin.augment == ADDED_LATER["augment"]
@@ -131,6 +146,7 @@ def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> Non
         (("steps = 4\ncontrastive", 'steps = "four"\ncontrastive'), "must be int"),
         (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),
         (("patience = 2", 'patience = 2\naugment = "heavy"'), "unknown augment"),
+        (("patience = 2", 'patience = 2\nschedule = "step"'), "unknown schedule"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

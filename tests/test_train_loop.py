@@ -176,3 +176,28 @@ def test_training_never_autocasts_on_the_cpu(
     assert cfg(steps=3).amp  # asked for, and still off on the CPU
     train(make_model(), mse_step, toy_batches(1), cfg(steps=3), tmp_path / "r", {}, SINGLE)
     assert seen and all(not (device == "cpu" and on) for device, on in seen)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "poly"])
+def test_logged_learning_rate_follows_the_schedule(tmp_path: Path, schedule: str) -> None:
+    import math
+
+    c = cfg(steps=30, lr=1e-2, warmup_steps=5, log_every=5, schedule=schedule)
+    train(make_model(), mse_step, toy_batches(1), c, tmp_path / schedule, {}, SINGLE)
+    logged = {r["step"]: r["lr"] for r in read_log(tmp_path / schedule, "train")}
+    assert sorted(logged) == [5, 10, 15, 20, 25, 30]
+    for done, lr in logged.items():  # the rate after `done` steps, worked out by hand
+        t = (done - 5) / 25
+        f = (1 - t) ** 0.9 if schedule == "poly" else 0.5 * (1 + math.cos(math.pi * t))
+        assert lr == pytest.approx(1e-2 * f, abs=1e-12), done
+
+
+def test_poly_runs_below_cosine_early_and_above_it_late() -> None:
+    from neurofm.train.loop import lr_factor
+
+    early = [lr_factor(s, 110, 10, k) for k in ("poly", "cosine") for s in (30,)]
+    late = [lr_factor(s, 110, 10, k) for k in ("poly", "cosine") for s in (90,)]
+    assert early[0] < early[1] and late[0] > late[1]
+    assert lr_factor(4, 110, 10, "poly") == lr_factor(4, 110, 10, "cosine") == 0.5
+    with pytest.raises(NeuroFMError, match="unknown schedule 'step'"):
+        cfg(schedule="step")

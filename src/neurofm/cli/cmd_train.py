@@ -119,7 +119,10 @@ def finetune_cmd(
         F.input_size, help="whole-volume side (classification/regression)"
     ),
     patch: int = typer.Option(F.patch_size, help="patch side (segmentation)"),
-    lr: float = typer.Option(F.lr, help="peak learning rate (AdamW, cosine)"),
+    lr: float = typer.Option(F.lr, help="peak learning rate (AdamW, warm-up then --schedule)"),
+    schedule: str = typer.Option(
+        F.schedule, help="decay after the warm-up: cosine | poly (nnU-Net's (1 - t)^0.9)"
+    ),
     encoder_lr_scale: float = typer.Option(
         F.encoder_lr_scale,
         help="encoder/decoder learning rate = lr x this (smaller for a pretrained one)",
@@ -155,6 +158,7 @@ def finetune_cmd(
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "loader": loader, "seed": seed,
         "eval_every": eval_every, "patience": patience, "augment": augment,
+        "schedule": schedule,
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

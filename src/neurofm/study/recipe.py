@@ -32,6 +32,7 @@ ADDED_LATER: dict[str, Any] = {
     "pretrain_patch": 32,
     "finetune_input_size": 48,
     "finetune_patch": 32,
+    "lr_schedule": "cosine",
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 
@@ -70,6 +71,7 @@ class Recipe:
     pretrained_encoder_lr_scale: float = 0.1
     patience: int = 5
     augment: str = "full"
+    lr_schedule: str = "cosine"
     finetune_input_size: int = 48
     finetune_patch: int = 32
     tasks: dict[str, TaskRecipe] = field(default_factory=dict)
@@ -115,6 +117,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "pretrained_encoder_lr_scale": "pretrained_encoder_lr_scale",
         "patience": "patience",
         "augment": "augment",
+        "schedule": "lr_schedule",
         "input_size": "finetune_input_size",
         "patch": "finetune_patch",
     },
@@ -228,10 +231,11 @@ def _check(r: Recipe, where: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise NeuroFMError(where, f"{key} must be >= 1, got {value}")
-    try:  # the settings' own rules (augmentation profile, positive sizes; pretraining patch below)
+    try:  # the settings' own rules (profile, schedule, positive sizes; pretraining patch below)
         FinetuneSettings(
-            augment=r.augment, input_size=r.finetune_input_size, patch_size=r.finetune_patch
-        )
+            augment=r.augment, schedule=r.lr_schedule, input_size=r.finetune_input_size,
+            patch_size=r.finetune_patch,
+        )  # fmt: skip
     except NeuroFMError as e:
         raise NeuroFMError(where, f"[finetune] {e}") from None
     try:

@@ -103,6 +103,7 @@ def finetune_settings(
         mil_head_only=chosen.mil_head_only, largest_component=chosen.largest_component,
         steps=steps, workers=workers, seed=seed, eval_every=max(5, steps // 10),
         patience=recipe.patience, lr=recipe.lr, augment=recipe.augment,
+        schedule=recipe.lr_schedule,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
         input_size=recipe.finetune_input_size, patch_size=recipe.finetune_patch,
     )  # fmt: skip

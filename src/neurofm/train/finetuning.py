@@ -300,6 +300,7 @@ def finetune(
         lr=s.lr,
         weight_decay=s.weight_decay,
         warmup_steps=s.warmup_steps,
+        schedule=s.schedule,
         checkpoint_every=s.eval_every,
         log_every=s.log_every,
         eval_every=s.eval_every,

@@ -43,6 +43,7 @@ class LoopConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 10
+    schedule: str = "cosine"  # decay after the warm-up: one of LR_SCHEDULES
     grad_clip: float | None = 1.0
     checkpoint_every: int = 50
     log_every: int = 10
@@ -61,6 +62,10 @@ class LoopConfig:
             require_at_least(name, getattr(self, name), 0)
         if self.grad_clip is not None:
             require_positive("grad_clip", self.grad_clip)
+        if self.schedule not in LR_SCHEDULES:
+            raise NeuroFMError(
+                None, f"unknown schedule {self.schedule!r} (choose from {', '.join(LR_SCHEDULES)})"
+            )
         if self.monitor_mode not in ("min", "max"):
             raise NeuroFMError(None, f"monitor_mode must be min or max (got {self.monitor_mode!r})")
         if self.eval_every and not self.monitor:
@@ -87,14 +92,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _schedule(cfg: LoopConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+LR_SCHEDULES = ("cosine", "poly")
+"""Learning-rate decays after the linear warm-up: cosine to zero, or nnU-Net's polynomial
+``(1 - progress) ** 0.9`` (below cosine until ~44 % of the decay, above it after, also ending
+at zero)."""
 
-    return factor
+
+def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine") -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    if schedule == "poly":
+        return (1.0 - progress) ** 0.9
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _schedule(cfg: LoopConfig) -> Callable[[int], float]:
+    return lambda step: lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.schedule)
 
 
 def _param_groups(model: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:

@@ -107,6 +107,7 @@ class FinetuneSettings:
     encoder_lr_scale: float = 1.0  # encoder (and decoder) learning rate = lr x this
     probe_augmented: int = 3  # augmented copies per case in the closed-form head fit
     augment: str = "full"  # a profile of neurofm.data.augment.AUGMENT_PROFILES
+    schedule: str = "cosine"  # learning-rate decay after the warm-up (train.loop.LR_SCHEDULES)
     weight_decay: float = 1e-4
     warmup_steps: int = 10
     val_fraction: float = 0.25
@@ -123,9 +124,11 @@ class FinetuneSettings:
         from neurofm.models import MODEL_PRESETS
         from neurofm.models.adapters import AdaptMode
         from neurofm.models.config import FusionKind, HeadKind, PoolKind
+        from neurofm.train.loop import LR_SCHEDULES
 
         task = get_task(self.task)
         _choice("augment", self.augment, list(AUGMENT_PROFILES))
+        _choice("schedule", self.schedule, LR_SCHEDULES)
         _choice("loader", self.loader, LOADER_BACKENDS)
         _choice("mode", self.mode, get_args(AdaptMode))
         _choice("head", self.head, get_args(HeadKind))
