@@ -292,3 +292,22 @@ def test_predict_on_cluster_is_byte_identical(
     code, err = _cli(capsys, *common, "--output", fast, "--scheduler", cluster, "--fail-fast")
     assert code == 2 and cases[1].name in err, err
     assert not fast.exists() or [p for p in fast.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_two_local_clusters_at_once_do_not_warn_about_the_dashboard_port() -> None:
+    import socket
+    import warnings
+
+    from neurofm.data.dask_runner import dask_client
+
+    with socket.socket() as busy:  # stands for another local cluster holding the default port
+        try:
+            busy.bind(("127.0.0.1", 8787))
+            busy.listen()
+        except OSError:
+            pass  # already held by something else: the same situation
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(1) as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+    assert not [w for w in caught if "already in use" in str(w.message)]

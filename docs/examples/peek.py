@@ -2,7 +2,9 @@
 (target sites pooled). Development seeds only. Usage: peek.py FOLDER... [--hd95]
 
 Each arm is labelled ``arm~folder`` (the folder's name), so the base study and its variants
-sit side by side; AUROC per seed is computed from the pooled cases of the domain."""
+sit side by side; AUROC per seed is computed from the pooled cases of the domain. ``A+B+C``
+reads several folders as one, labelled by the first (one study folder per seed, run side by
+side: a study folder takes one writer at a time)."""
 
 import glob
 import sys
@@ -15,10 +17,11 @@ args = [a for a in sys.argv[1:] if a != "--hd95"]
 prim = {"infarct": "auroc", "meningioma": "hd95" if "--hd95" in sys.argv else "dice",
         "brain_age": "abs_error"}
 frames = []
-for folder in args:
-    for f in glob.glob(f"{folder}/seeds/*/rows/*.csv"):
+for arg in args:
+    folders = arg.split("+")
+    for f in [f for folder in folders for f in glob.glob(f"{folder}/seeds/*/rows/*.csv")]:
         d = pd.read_csv(f, dtype={"case": str, "site": str})
-        d["arm"] = d["arm"] + "~" + Path(folder).name
+        d["arm"] = d["arm"] + "~" + Path(folders[0]).name
         frames.append(d)
 d = pd.concat(frames)
 d["dom"] = (d.site == "source").map({True: "ID", False: "OOD"})

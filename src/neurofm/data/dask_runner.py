@@ -103,6 +103,9 @@ def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # the scheduler's health/metrics HTTP server still starts: on a free port, so a
+            # second local cluster (two prepares at once) does not warn about port 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
