@@ -368,3 +368,24 @@ def test_a_run_started_from_the_same_weights_elsewhere_is_reused(tmp_path: Path)
         reusable(run, FinetuneSettings(head="mil", init=str(other)))
     with pytest.raises(NeuroFMError, match="init"):
         reusable(run, FinetuneSettings(head="mil", init="scratch"))
+
+
+def test_a_recipe_at_another_spacing_keeps_its_field_of_view() -> None:
+    from neurofm.demo import DemoSettings
+
+    base = load_recipe()
+    assert base.at_spacing(4.0) == base and base.at_spacing(4.0).hash == base.hash
+    three = base.at_spacing(3.0)
+    sizes = (three.pretrain_patch, three.finetune_input_size, three.finetune_patch)
+    assert sizes == (48, 64, 48)  # 128/192/128 mm at 4 mm -> 144/192/144 mm (multiples of 16)
+    two = base.at_spacing(2.0)
+    assert (two.pretrain_patch, two.finetune_input_size, two.finetune_patch) == (64, 96, 64)
+    # development round 5's 3 mm variant recipe is exactly this (docs/model-quality.md)
+    variant = load_recipe(
+        str(Path(__file__).parents[1] / "docs/examples/dev-round-5/resolution-3mm.toml")
+    )
+    assert replace(variant, name=base.name, source=base.source) == three
+    demo = DemoSettings(spacing=3.0).recipe()
+    assert (demo.spacing, demo.finetune_input_size, demo.finetune_patch) == (3.0, 64, 48)
+    with pytest.raises(NeuroFMError, match="--spacing"):
+        base.at_spacing(0.0)

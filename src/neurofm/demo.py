@@ -75,11 +75,12 @@ class DemoSettings:
             if chosen is not None:
                 tasks[task] = replace(spec, objective=chosen)
         given: dict[str, Any] = {
-            "preset": self.preset, "spacing": self.spacing, "pretrain_steps": self.pretrain_steps,
+            "preset": self.preset, "pretrain_steps": self.pretrain_steps,
             "finetune_steps": self.finetune_steps, "segmentation_steps": self.segmentation_steps,
             "n_boot": self.n_boot,
         }  # fmt: skip
-        return replace(r, tasks=tasks, **{k: v for k, v in given.items() if v is not None})
+        r = replace(r, tasks=tasks, **{k: v for k, v in given.items() if v is not None})
+        return r if self.spacing is None else r.at_spacing(self.spacing)
 
     def describe_pretrained(self, recipe: Recipe) -> str:
         """Which pretraining each task's pretrained arm starts from (table caption, report)."""

@@ -32,7 +32,11 @@ def demo(
     segmentation_steps: int | None = typer.Option(
         None, help="meningioma finetuning steps (default: the recipe's, 1200)"
     ),
-    spacing: float | None = typer.Option(None, help="preprocessing voxel size in mm (4)"),
+    spacing: float | None = typer.Option(
+        None,
+        help="preprocessing voxel size in mm (the recipe's, 4); input and patch sizes follow, "
+        "keeping the field of view",
+    ),
     workers: int | None = typer.Option(None, help="loader/prepare workers (2)"),
     n_boot: int | None = typer.Option(None, help="bootstrap resamples (the recipe's, 5000)"),
     overwrite: bool = typer.Option(False, help="start afresh instead of reusing finished stages"),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,22 @@ class Recipe:
         }
         blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def at_spacing(self, spacing: float) -> Recipe:
+        """This recipe prepared at ``spacing`` mm with the same field of view: the pretraining
+        patch, classification input and finetuning patch scale by the spacing ratio, rounded up
+        to the backbones' multiple of 16 (4 -> 3 mm: 32/48/32 -> 48/64/48)."""
+        if spacing <= 0:
+            raise NeuroFMError("--spacing", f"must be > 0 mm (got {spacing:g})")
+
+        def side(n: int) -> int:
+            return 16 * max(1, math.ceil(n * self.spacing / spacing / 16 - 1e-6))
+
+        return replace(
+            self, spacing=spacing, pretrain_patch=side(self.pretrain_patch),
+            finetune_input_size=side(self.finetune_input_size),
+            finetune_patch=side(self.finetune_patch),
+        )  # fmt: skip
 
     def task(self, name: str) -> TaskRecipe:
         if name not in self.tasks:
