@@ -19,8 +19,9 @@ from neurofm.data.augment import (
     sample_augment,
     simulate_low_resolution,
 )
+from neurofm.data.batch_buffers import BufferPool
 from neurofm.data.cache import PreparedDataset, unpack_case, write_case, write_manifest
-from neurofm.data.patches import PatchDataset, centre_start, make_loader
+from neurofm.data.patches import PatchDataset, ThreadLoader, centre_start, make_loader
 from neurofm.data.preprocess import PreprocessParams, preprocess
 from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import Volume
@@ -421,3 +422,37 @@ def test_thread_loader_errors_name_the_case(men: PreparedDataset) -> None:
         list(bad)
     with pytest.raises(ValueError, match="loader backend"):
         make_loader(PatchDataset(men, 8), 1, backend="fibres")  # type: ignore[arg-type]
+
+
+def test_thread_loader_reuses_batch_memory_only_once_let_go(men: PreparedDataset) -> None:
+    _unpack_all(men)
+    ds = PatchDataset(men, 8, samples_per_epoch=24, augment=AugmentConfig())
+    kept = make_loader(ds, 2, workers=2, seed=5, backend="threads")
+    reference = [b["image"] for b in list(kept)]  # every batch held: nothing can be reused
+    assert isinstance(kept, ThreadLoader) and kept._buffers.reused == 0
+    streamed = make_loader(ds, 2, workers=2, seed=5, backend="threads")
+    assert isinstance(streamed, ThreadLoader)
+    for i, b in enumerate(streamed):  # the usual consumer: one batch at a time
+        assert torch.equal(b["image"], reference[i]), i
+        if i == 2:
+            view, view_was = b["image"][1], b["image"][1].clone()
+        if i == 4:
+            array, array_was = b["image"].numpy(), b["image"].numpy().copy()
+    assert streamed._buffers.reused > 0
+    # a view or a numpy array kept from an old batch still holds its values
+    assert torch.equal(view, view_was) and np.array_equal(array, array_was)
+
+
+def test_buffer_pool_hands_out_only_buffers_nothing_refers_to() -> None:
+    pool = BufferPool(4)
+    a = pool.take((2, 3))
+    assert pool.take((2, 3)) is not a
+    held = {"image": a}
+    del a
+    assert all(pool.take((2, 3)) is not held["image"] for _ in range(3))
+    view = pool.take((3, 3))[0]
+    assert all(pool.take((3, 3)).data_ptr() != view.data_ptr() for _ in range(2))
+    del held, view
+    before = pool.reused
+    pool.take((2, 3)), pool.take((3, 3))
+    assert pool.reused == before + 2
