@@ -8,7 +8,7 @@ from rich.console import Console
 
 from neurofm.demo import SCRATCH, DemoSettings, demo_table
 from neurofm.study.analysis import compare, comparison_family, domain_of, estimates
-from neurofm.study.recipe import load_recipe
+from neurofm.study.recipe import QUALITY_RECIPE, builtin_recipes, load_recipe
 
 
 def _brain_age_rows(offset: float) -> pd.DataFrame:
@@ -86,8 +86,32 @@ def test_demo_help_states_the_default_recipes_values() -> None:
     assert f"({r.finetune_steps})" in helps["finetune_steps"]
     assert f", {r.segmentation_steps})" in helps["segmentation_steps"]
     assert f", {r.n_boot})" in helps["n_boot"]
-    assert f"({r.spacing:g})" in helps["spacing"]
+    assert f", {r.spacing:g})" in helps["spacing"]
     pooled, decoder = r.task("brain_age").objective, r.task("meningioma").objective
     assert helps["objective"].endswith(f"the recipe's, {pooled})")
     assert helps["decoder_objective"].endswith(f"the recipe's, {decoder})")
     assert helps["infarct_head"].startswith(f"{r.task('infarct').head} (the recipe's)")
+
+
+def test_quality_preset_is_the_default_recipe_at_3_mm_with_fresh_seeds(
+    tmp_path, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    import neurofm.demo
+    from neurofm.cli import app
+
+    base, quality = load_recipe(), DemoSettings(quality=True).recipe()
+    assert quality.name == QUALITY_RECIPE and quality.spacing == 3.0
+    same = replace(quality, name=base.name, source=base.source, confirmation=base.confirmation)
+    assert same == base.at_spacing(3.0)  # nothing else differs from the default
+    for other in set(builtin_recipes()) - {QUALITY_RECIPE}:
+        assert set(quality.confirmation).isdisjoint(load_recipe(other).confirmation), other
+    seen: list[DemoSettings] = []
+    monkeypatch.setattr(neurofm.demo, "run_demo", lambda out, s, overwrite: seen.append(s))
+    result = CliRunner().invoke(app, ["demo", "--quality", "--out", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    assert seen[0].quality and seen[0].recipe() == quality
+    assert DemoSettings(quality=True, spacing=4.0).recipe().finetune_input_size == 48

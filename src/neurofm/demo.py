@@ -34,7 +34,7 @@ from neurofm.models import HeadKind, TaskModelConfig
 from neurofm.results import summarise, write_results
 from neurofm.study.analysis import OUT_OF_DOMAIN, compare, comparison_family, domain_of, estimates
 from neurofm.study.grid import Grid
-from neurofm.study.recipe import Recipe, load_recipe
+from neurofm.study.recipe import QUALITY_RECIPE, Recipe, load_recipe
 from neurofm.study.study import GAIN, headline
 from neurofm.tasks import TASKS
 from neurofm.train.distributed import init_distributed
@@ -50,6 +50,7 @@ class DemoSettings:
 
     preset: str | None = None
     seed: int = 0
+    quality: bool = False  # the quality preset's recipe (QUALITY_RECIPE) instead of the default
     spacing: float | None = None
     objective: str | None = None  # models that read a pooled embedding (brain age)
     decoder_objective: str | None = None  # meningioma and MIL infarct: models with a decoder
@@ -65,7 +66,7 @@ class DemoSettings:
 
     def recipe(self, base: Recipe | None = None) -> Recipe:
         """The study recipe with this demo's overrides applied."""
-        r = base or load_recipe()
+        r = base or load_recipe(QUALITY_RECIPE if self.quality else None)
         tasks = dict(r.tasks)
         if self.infarct_head is not None:
             tasks["infarct"] = replace(tasks["infarct"], head=self.infarct_head)

@@ -28,6 +28,7 @@ from neurofm.train.settings import FinetuneSettings, PretrainSettings
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
 DEFAULT_RECIPE = "fomo25-demo-round3"
+QUALITY_RECIPE = "fomo25-demo-3mm"  # `neurofm demo --quality`: 3 mm, ~3x the CPU time
 ADDED_LATER: dict[str, Any] = {
     "augment": "full",
     "pretrain_patch": 32,
