@@ -378,6 +378,8 @@ def test_a_recipe_at_another_spacing_keeps_its_field_of_view() -> None:
     three = base.at_spacing(3.0)
     sizes = (three.pretrain_patch, three.finetune_input_size, three.finetune_patch)
     assert sizes == (48, 64, 48)  # 128/192/128 mm at 4 mm -> 144/192/144 mm (multiples of 16)
+    coarse = base.at_spacing(8.0)  # never below the backbones' smallest patch
+    assert (coarse.pretrain_patch, coarse.finetune_input_size, coarse.finetune_patch) == (32,) * 3
     two = base.at_spacing(2.0)
     assert (two.pretrain_patch, two.finetune_input_size, two.finetune_patch) == (64, 96, 64)
     # development round 5's 3 mm variant recipe is exactly this (docs/model-quality.md)

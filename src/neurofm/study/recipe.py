@@ -99,12 +99,12 @@ class Recipe:
     def at_spacing(self, spacing: float) -> Recipe:
         """This recipe prepared at ``spacing`` mm with the same field of view: the pretraining
         patch, classification input and finetuning patch scale by the spacing ratio, rounded up
-        to the backbones' multiple of 16 (4 -> 3 mm: 32/48/32 -> 48/64/48)."""
+        to the backbones' multiple of 16 and at least 32 (4 -> 3 mm: 32/48/32 -> 48/64/48)."""
         if spacing <= 0:
             raise NeuroFMError("--spacing", f"must be > 0 mm (got {spacing:g})")
 
         def side(n: int) -> int:
-            return 16 * max(1, math.ceil(n * self.spacing / spacing / 16 - 1e-6))
+            return 16 * max(2, math.ceil(n * self.spacing / spacing / 16 - 1e-6))
 
         return replace(
             self, spacing=spacing, pretrain_patch=side(self.pretrain_patch),
