@@ -389,5 +389,7 @@ def test_a_recipe_at_another_spacing_keeps_its_field_of_view() -> None:
     assert replace(variant, name=base.name, source=base.source) == three
     demo = DemoSettings(spacing=3.0).recipe()
     assert (demo.spacing, demo.finetune_input_size, demo.finetune_patch) == (3.0, 64, 48)
+    large = replace(base, backbone="large").at_spacing(3.0)  # the large preset's divisor is 32
+    assert (large.pretrain_patch, large.finetune_input_size, large.finetune_patch) == (64, 64, 64)
     with pytest.raises(NeuroFMError, match="--spacing"):
         base.at_spacing(0.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofm.errors import NeuroFMError
-from neurofm.models import HeadKind, PoolKind
+from neurofm.models import HeadKind, PoolKind, get_preset
 from neurofm.synth import SHIFTS
 from neurofm.tasks import known_tasks
 from neurofm.train.settings import FinetuneSettings, PretrainSettings
@@ -99,12 +99,14 @@ class Recipe:
     def at_spacing(self, spacing: float) -> Recipe:
         """This recipe prepared at ``spacing`` mm with the same field of view: the pretraining
         patch, classification input and finetuning patch scale by the spacing ratio, rounded up
-        to the backbones' multiple of 16 and at least 32 (4 -> 3 mm: 32/48/32 -> 48/64/48)."""
+        to the backbone's divisor and at least twice it, the sizes its patches must have
+        (``tiny``, 4 -> 3 mm: 32/48/32 -> 48/64/48)."""
         if spacing <= 0:
             raise NeuroFMError("--spacing", f"must be > 0 mm (got {spacing:g})")
+        divisor = get_preset(self.backbone).divisor
 
         def side(n: int) -> int:
-            return 16 * max(2, math.ceil(n * self.spacing / spacing / 16 - 1e-6))
+            return divisor * max(2, math.ceil(n * self.spacing / spacing / divisor - 1e-6))
 
         return replace(
             self, spacing=spacing, pretrain_patch=side(self.pretrain_patch),
