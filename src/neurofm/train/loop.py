@@ -28,7 +28,7 @@ from neurofm.runfiles import load_weights
 from neurofm.train.checkpoint import clean_stale_temporaries, load_train_state, save_checkpoint
 from neurofm.train.distributed import DistInfo, all_reduce_mean, barrier
 from neurofm.train.runlog import RunLog
-from neurofm.train.settings import require_at_least, require_positive
+from neurofm.train.settings import require_at_least, require_choice, require_positive
 
 Batch = dict[str, Any]
 StepFn = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, Mapping[str, Any]]]
@@ -62,10 +62,7 @@ class LoopConfig:
             require_at_least(name, getattr(self, name), 0)
         if self.grad_clip is not None:
             require_positive("grad_clip", self.grad_clip)
-        if self.schedule not in LR_SCHEDULES:
-            raise NeuroFMError(
-                None, f"unknown schedule {self.schedule!r} (choose from {', '.join(LR_SCHEDULES)})"
-            )
+        require_choice("schedule", self.schedule, LR_SCHEDULES)
         if self.monitor_mode not in ("min", "max"):
             raise NeuroFMError(None, f"monitor_mode must be min or max (got {self.monitor_mode!r})")
         if self.eval_every and not self.monitor:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from neurofm.models.config import FusionKind, HeadKind, PoolKind
 
 
-def _choice(option: str, value: Any, known: tuple[Any, ...] | list[str]) -> None:
+def require_choice(option: str, value: Any, known: tuple[Any, ...] | list[str]) -> None:
+    """One-line error naming the option unless ``value`` is one of ``known``."""
     if value not in known:
         raise NeuroFMError(None, f"unknown {option} {value!r} (known: {', '.join(known)})")
 
@@ -63,8 +64,8 @@ class PretrainSettings:
         from neurofm.models import get_preset
         from neurofm.pretrain.objectives import OBJECTIVES
 
-        _choice("objective", self.objective, list(OBJECTIVES))
-        _choice("loader", self.loader, LOADER_BACKENDS)
+        require_choice("objective", self.objective, list(OBJECTIVES))
+        require_choice("loader", self.loader, LOADER_BACKENDS)
         divisor = get_preset(self.preset).divisor
         if self.patch_size < 2 * divisor or self.patch_size % divisor:
             raise NeuroFMError(
@@ -127,13 +128,13 @@ class FinetuneSettings:
         from neurofm.train.loop import LR_SCHEDULES
 
         task = get_task(self.task)
-        _choice("augment", self.augment, list(AUGMENT_PROFILES))
-        _choice("schedule", self.schedule, LR_SCHEDULES)
-        _choice("loader", self.loader, LOADER_BACKENDS)
-        _choice("mode", self.mode, get_args(AdaptMode))
-        _choice("head", self.head, get_args(HeadKind))
-        _choice("pool", self.pool, get_args(PoolKind))
-        _choice("fusion", self.fusion, get_args(FusionKind))
+        require_choice("augment", self.augment, list(AUGMENT_PROFILES))
+        require_choice("schedule", self.schedule, LR_SCHEDULES)
+        require_choice("loader", self.loader, LOADER_BACKENDS)
+        require_choice("mode", self.mode, get_args(AdaptMode))
+        require_choice("head", self.head, get_args(HeadKind))
+        require_choice("pool", self.pool, get_args(PoolKind))
+        require_choice("fusion", self.fusion, get_args(FusionKind))
         if self.fusion == "late" and (task.kind == "segmentation" or self.head == "mil"):
             raise NeuroFMError(
                 "--fusion", "late fusion needs a pooled head (classification or regression)"
@@ -142,7 +143,7 @@ class FinetuneSettings:
             raise NeuroFMError("--largest-component", f"is for segmentation, not {task.name}")
         if self.mil_head_only and self.head != "mil":
             raise NeuroFMError("--mil-head-only", f"needs --head mil (got {self.head})")
-        _choice("preset", self.preset, list(MODEL_PRESETS))
+        require_choice("preset", self.preset, list(MODEL_PRESETS))
         if self.shots is not None:
             require_positive("--shots", self.shots)
         if not 0.0 < self.val_fraction < 1.0:
