@@ -25,6 +25,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _why(stderr: str) -> str:
+    """What a failed torchrun printed that says why: the ranks' own error lines, then the tail."""
+    marks = ("terminate", "what()", "Error", "Fatal", "Abort", "Signal")
+    lines = [ln for ln in stderr.splitlines() if any(m in ln for m in marks)]
+    return "\n".join(lines[:40]) + "\n...\n" + stderr[-1500:]
+
+
 def _batches(rank: int, world: int) -> callable:
     def make(start: int) -> Iterator[dict[str, torch.Tensor]]:
         step = start
@@ -121,11 +128,11 @@ def test_torchrun_pretrain_and_finetune_cli(tiny_prepared: Path, tmp_path: Path)
     pre = tmp_path / "pre"
     cmd = [*torchrun, "-m", "neurofm.cli", "pretrain", str(tiny_prepared), "--out", str(pre), *fast]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res.stderr)
     assert json.loads((pre / "config.json").read_text())["world_size"] == 2
     ft = tmp_path / "ft"
     cmd = [*torchrun, "-m", "neurofm.cli", "finetune", str(tiny_prepared), "--task", "brain_age",
            "--init", str(pre), "--out", str(ft), "--input-size", "32", *fast]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res.stderr)
     assert (ft / "model.safetensors").exists()

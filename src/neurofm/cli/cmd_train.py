@@ -43,6 +43,9 @@ def _run(
                 prepare_run_dir(out, overwrite=overwrite, resume=resume)
             barrier(dist)
             yield dist
+            # every rank reaches here before any tears its sockets down: a gloo rank that sees
+            # its peer close while it still finishes its own work can abort (SIGABRT) at exit
+            barrier(dist)
     finally:
         shutdown_distributed()
 
