@@ -26,7 +26,7 @@ from neurofm.study.analysis import (
     findings,
 )
 from neurofm.study.grid import make_grid
-from neurofm.study.recipe import ADDED_LATER, load_recipe, parse_recipe
+from neurofm.study.recipe import ADDED_LATER, builtin_recipes, load_recipe, parse_recipe
 from neurofm.study.study import CONFIRMATION, DEVELOPMENT, check_folder, check_shots, choose_seeds
 from neurofm.tasks import get_task
 
@@ -123,6 +123,23 @@ def test_the_schedule_is_a_recipe_setting_that_reaches_the_runs() -> None:
     assert finetune_settings(poly, unit, seed=0, workers=0, init="scratch").schedule == "poly"
 
 
+def test_a_task_adaptation_mode_reaches_pretrained_runs_only_and_keeps_hashes() -> None:
+    from neurofm.study.grid import Unit
+    from neurofm.study.runner import finetune_settings
+
+    for name in builtin_recipes():  # every confirmed recipe's hash holds at the default "full"
+        assert all(t.mode == "full" for t in load_recipe(name).tasks.values())
+    assert load_recipe("fomo25-demo-round3").hash == "4087b229d0cf0a81"
+    text = TINY_RECIPE.replace('head = "mil"', 'head = "mil"\nmode = "probe"')
+    probe = parse_recipe(tomllib.loads(text), "r")
+    full = parse_recipe(tomllib.loads(TINY_RECIPE), "r")
+    assert probe.task("infarct").mode == "probe" and probe.hash != full.hash
+    unit = Unit("pretrained", "infarct", "tiny", None, "mae", "tiny")
+    assert finetune_settings(probe, unit, seed=0, workers=0, init="/runs/pre").mode == "probe"
+    assert finetune_settings(probe, unit, seed=0, workers=0, init="scratch").mode == "full"
+    assert finetune_settings(full, unit, seed=0, workers=0, init="/runs/pre").mode == "full"
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
     builtin = load_recipe("fomo25-demo")
     assert builtin.augment == ADDED_LATER["augment"]
@@ -147,6 +164,7 @@ def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> Non
         (("[tasks.infarct]", "[tasks.flu]"), "unknown task"),
         (("patience = 2", 'patience = 2\naugment = "heavy"'), "unknown augment"),
         (("patience = 2", 'patience = 2\nschedule = "step"'), "unknown schedule"),
+        (('head = "mil"', 'head = "mil"\nmode = "lora"'), r"\[tasks.infarct\].*mode"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

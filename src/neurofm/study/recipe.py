@@ -21,6 +21,7 @@ from typing import Any
 
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind, get_preset
+from neurofm.models.adapters import AdaptMode
 from neurofm.synth import SHIFTS
 from neurofm.tasks import known_tasks
 from neurofm.train.settings import FinetuneSettings, PretrainSettings
@@ -37,19 +38,24 @@ ADDED_LATER: dict[str, Any] = {
     "lr_schedule": "cosine",
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
+TASK_ADDED_LATER: dict[str, Any] = {"mode": "full"}
+"""The same for the per-task settings (``[tasks.<name>]``)."""
 
 
 @dataclass(frozen=True)
 class TaskRecipe:
     """Which pretraining run a task's pretrained arm starts from, its head, how a pooled head's
     embedding is pooled (ignored by decoder heads), whether a MIL head ranks only voxels inside
-    the head, and whether a segmentation keeps only its largest predicted component."""
+    the head, whether a segmentation keeps only its largest predicted component, and how the
+    pretrained arm adapts (``full``, ``probe``: frozen encoder, ``adapter``: frozen encoder with
+    low-rank adapters; scratch models always train in full)."""
 
     objective: str = "mae"
     head: HeadKind = "linear"
     pool: PoolKind = "avg"
     mil_head_only: bool = False
     largest_component: bool = False
+    mode: AdaptMode = "full"
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,10 @@ class Recipe:
         recipes were run with (:data:`ADDED_LATER`), so their hashes, recorded with their
         results, stay valid; any other value enters the hash.
         """
-        values = {
-            k: v
-            for k, v in asdict(self).items()
-            if k != "source" and not (k in ADDED_LATER and v == ADDED_LATER[k])
+        values = _unless_legacy(asdict(self), ADDED_LATER)
+        del values["source"]
+        values["tasks"] = {
+            name: _unless_legacy(spec, TASK_ADDED_LATER) for name, spec in values["tasks"].items()
         }
         blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -118,6 +124,11 @@ class Recipe:
         if name not in self.tasks:
             raise NeuroFMError(self.source or "recipe", f"no [tasks.{name}] section")
         return self.tasks[name]
+
+
+def _unless_legacy(values: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the later-added settings that still hold their legacy value."""
+    return {k: v for k, v in values.items() if not (k in added and v == added[k])}
 
 
 _SECTIONS: dict[str, dict[str, str]] = {
@@ -204,12 +215,13 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        keys = {"objective", "head", "pool", "mil_head_only", "largest_component"}
+        keys = {"objective", "head", "pool", "mil_head_only", "largest_component", "mode"}
         if not isinstance(spec, dict) or set(spec) - keys:
             raise NeuroFMError(where, f"[tasks.{task}] takes only {', '.join(sorted(keys))}")
         objective = spec.get("objective", "mae")
         head = spec.get("head", "linear")
         pool = spec.get("pool", "avg")
+        mode = spec.get("mode", "full")
         if objective not in OBJECTIVES:
             raise NeuroFMError(
                 where, f"tasks.{task}.objective {objective!r} unknown (known: {OBJECTIVES})"
@@ -222,11 +234,12 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
         )
         try:  # the finetuning settings' own rules (known head and pool, switches that fit them)
             FinetuneSettings(
-                task=task, head=head, pool=pool, mil_head_only=head_only, largest_component=largest
-            )
+                task=task, head=head, pool=pool, mil_head_only=head_only,
+                largest_component=largest, mode=mode,
+            )  # fmt: skip
         except NeuroFMError as e:
             raise NeuroFMError(where, f"[tasks.{task}] {e}") from None
-        out[task] = TaskRecipe(objective, head, pool, head_only, largest)
+        out[task] = TaskRecipe(objective, head, pool, head_only, largest, mode)
     return out
 
 

@@ -91,6 +91,8 @@ def finetune_settings(
 
     A pretrained encoder under a pooled head trains at ``pretrained_encoder_lr_scale`` of the
     head's rate; models with a decoder, and scratch models, train everything at the full rate.
+    The task's adaptation mode applies to a pretrained start only (a frozen random encoder is
+    the ``random`` arm, not scratch).
     """
     spec = get_task(unit.task)
     chosen = recipe.task(unit.task)
@@ -105,6 +107,7 @@ def finetune_settings(
         patience=recipe.patience, lr=recipe.lr, augment=recipe.augment,
         schedule=recipe.lr_schedule,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
+        mode=chosen.mode if init != "scratch" else "full",
         input_size=recipe.finetune_input_size, patch_size=recipe.finetune_patch,
     )  # fmt: skip
 
