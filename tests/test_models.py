@@ -61,7 +61,13 @@ def test_bad_input_shape_is_one_line_error(shape: tuple[int, ...]) -> None:
 
 
 def test_presets_and_overrides() -> None:
-    assert set(MODEL_PRESETS) == {"tiny", "small", "large"}
+    assert set(MODEL_PRESETS) == {"tiny", "tiny-wide", "small", "large"}
+    tiny, wide = MODEL_PRESETS["tiny"], MODEL_PRESETS["tiny-wide"]  # width alone doubles
+    assert wide == get_preset("tiny", features=tuple(2 * f for f in tiny.features))
+    ratio = sum(p.numel() for p in build_unet(wide).parameters()) / sum(
+        p.numel() for p in build_unet(tiny).parameters()
+    )
+    assert 3.5 < ratio < 4.5
     cfg = get_preset("small", in_channels=4)
     assert cfg.in_channels == 4 and cfg.features == MODEL_PRESETS["small"].features
     with pytest.raises(NeuroFMError, match="unknown model preset 'huge'"):

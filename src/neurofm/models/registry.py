@@ -2,6 +2,8 @@
 
 * ``tiny`` — CPU demo size: strided stem, 4 stages of 8..64 channels; inputs multiple of 16
   (a 2 x 1 x 48^3 forward+backward takes 0.10-0.2 s on one CPU thread);
+* ``tiny-wide`` — ``tiny`` at twice the width (16..128 channels): ~4x its parameters and FLOPs,
+  the CPU-affordable step towards ``small`` for asking whether width helps;
 * ``small`` — 5 stages of 16..256 channels, 1-2 residual blocks per stage; multiples of 16;
 * ``large`` — nnU-Net ResEnc-L layout: 6 stages of 32..320 channels, (1, 3, 4, 6, 6, 6)
   blocks; multiples of 32, for a GPU.
@@ -24,6 +26,7 @@ from neurofm.models.unet import UNet
 
 MODEL_PRESETS: dict[str, UNetConfig] = {
     "tiny": UNetConfig(features=(8, 16, 32, 64), blocks=(1, 1, 1, 1), stem_stride=2),
+    "tiny-wide": UNetConfig(features=(16, 32, 64, 128), blocks=(1, 1, 1, 1), stem_stride=2),
     "small": UNetConfig(features=(16, 32, 64, 128, 256), blocks=(1, 2, 2, 2, 2)),
     "large": UNetConfig(features=(32, 64, 128, 256, 320, 320), blocks=(1, 3, 4, 6, 6, 6)),
 }
