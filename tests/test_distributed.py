@@ -136,3 +136,28 @@ def test_torchrun_pretrain_and_finetune_cli(tiny_prepared: Path, tmp_path: Path)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, _why(res.stderr)
     assert (ft / "model.safetensors").exists()
+
+
+def test_ranks_meet_before_teardown_but_not_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished command waits for every rank before leaving the group (a rank that tears its
+    sockets down early can make a slower peer abort); a failed one must not wait (its peers
+    would never arrive) and still leaves the group."""
+    import neurofm.train.distributed as d
+    from neurofm.cli.cmd_train import _run
+
+    calls: list[str] = []
+    monkeypatch.setattr(d, "barrier", lambda info: calls.append("barrier"))
+    monkeypatch.setattr(d, "shutdown_distributed", lambda: calls.append("shutdown"))
+    with _run(tmp_path / "ok", "cpu", 0, overwrite=False, resume=False):
+        calls.append("work")
+    assert calls == ["barrier", "work", "barrier", "shutdown"]
+    calls.clear()
+    with (
+        pytest.raises(RuntimeError),
+        _run(tmp_path / "bad", "cpu", 0, overwrite=False, resume=False),
+    ):
+        calls.append("work")
+        raise RuntimeError("a rank failed")
+    assert calls == ["barrier", "work", "shutdown"]
