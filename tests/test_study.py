@@ -123,7 +123,7 @@ def test_the_schedule_is_a_recipe_setting_that_reaches_the_runs() -> None:
     assert finetune_settings(poly, unit, seed=0, workers=0, init="scratch").schedule == "poly"
 
 
-def test_a_task_adaptation_mode_reaches_pretrained_runs_only_and_keeps_hashes() -> None:
+def test_task_adaptation_mode_and_weight_selection_reach_the_runs_and_keep_hashes() -> None:
     from neurofm.study.grid import Unit
     from neurofm.study.runner import finetune_settings
 
@@ -138,6 +138,12 @@ def test_a_task_adaptation_mode_reaches_pretrained_runs_only_and_keeps_hashes() 
     assert finetune_settings(probe, unit, seed=0, workers=0, init="/runs/pre").mode == "probe"
     assert finetune_settings(probe, unit, seed=0, workers=0, init="scratch").mode == "full"
     assert finetune_settings(full, unit, seed=0, workers=0, init="/runs/pre").mode == "full"
+    text = TINY_RECIPE.replace('head = "mil"', 'head = "mil"\nselect = "last"')
+    last = parse_recipe(tomllib.loads(text), "r")
+    assert last.task("infarct").select == "last" and last.hash != full.hash
+    for init in ("/runs/pre", "scratch"):  # a training procedure: both arms
+        assert finetune_settings(last, unit, seed=0, workers=0, init=init).select == "last"
+    assert finetune_settings(full, unit, seed=0, workers=0, init="scratch").select == "best"
 
 
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
@@ -165,6 +171,7 @@ def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> Non
         (("patience = 2", 'patience = 2\naugment = "heavy"'), "unknown augment"),
         (("patience = 2", 'patience = 2\nschedule = "step"'), "unknown schedule"),
         (('head = "mil"', 'head = "mil"\nmode = "lora"'), r"\[tasks.infarct\].*mode"),
+        (('head = "mil"', 'head = "mil"\nselect = "median"'), r"\[tasks.infarct\].*select"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

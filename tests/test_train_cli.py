@@ -129,6 +129,27 @@ def test_mil_head_loads_the_pretrained_decoder(
     assert values and all(0.0 <= v <= 1.0 for v in values)
 
 
+def test_select_last_keeps_the_final_step_and_best_the_validated_one(
+    tiny_prepared: Path, tmp_path: Path
+) -> None:
+    """``--select last`` trains every step (no early stopping) and keeps the final weights;
+    ``best`` keeps the validation-selected checkpoint."""
+    for select in ("best", "last"):
+        out = tmp_path / select
+        args = ["--task", "brain_age", "--out", out, "--select", select, "--steps", "8"]
+        args += ["--eval-every", "2", "--patience", "1", "--lr", "0.05", "--input-size", "32"]
+        assert cli("finetune", tiny_prepared, *args, *FAST[2:]) == 0
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["recipe"]["select"] == select
+        kept = load_file(str(out / "model.safetensors"))
+        ckpt = load_file(str(out / "checkpoints" / select / "model.safetensors"))
+        assert all(torch.equal(kept[k], ckpt[k]) for k in kept)
+        if select == "last":
+            assert cfg["steps"] == 8 and max(r["step"] for r in read_log(out, "train")) == 8
+    assert cli("finetune", tiny_prepared, "--task", "brain_age", "--out", tmp_path / "x",
+               "--select", "median", *FAST) == 2  # fmt: skip
+
+
 def test_scratch_probe_is_refused(tiny_prepared: Path, tmp_path: Path) -> None:
     args = ["--task", "infarct", "--mode", "probe", "--out", tmp_path / "x", *FAST]
     assert cli("finetune", tiny_prepared, *args) == 2

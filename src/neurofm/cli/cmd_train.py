@@ -137,6 +137,11 @@ def finetune_cmd(
     ),
     eval_every: int = typer.Option(F.eval_every, help="validate every N steps"),
     patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
+    select: str = typer.Option(
+        F.select,
+        help="weights kept: best (lowest validation loss, early stopping) | last (final step, "
+        "no early stopping; validation only logged)",
+    ),
     workers: int = typer.Option(F.workers, help="loader workers per rank"),
     loader: Loader = F.loader,
     seed: int = typer.Option(F.seed),
@@ -161,7 +166,7 @@ def finetune_cmd(
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "loader": loader, "seed": seed,
         "eval_every": eval_every, "patience": patience, "augment": augment,
-        "schedule": schedule,
+        "schedule": schedule, "select": select,
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

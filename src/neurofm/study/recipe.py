@@ -38,7 +38,7 @@ ADDED_LATER: dict[str, Any] = {
     "lr_schedule": "cosine",
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
-TASK_ADDED_LATER: dict[str, Any] = {"mode": "full"}
+TASK_ADDED_LATER: dict[str, Any] = {"mode": "full", "select": "best"}
 """The same for the per-task settings (``[tasks.<name>]``)."""
 
 
@@ -48,7 +48,8 @@ class TaskRecipe:
     embedding is pooled (ignored by decoder heads), whether a MIL head ranks only voxels inside
     the head, whether a segmentation keeps only its largest predicted component, and how the
     pretrained arm adapts (``full``, ``probe``: frozen encoder, ``adapter``: frozen encoder with
-    low-rank adapters; scratch models always train in full)."""
+    low-rank adapters; scratch models always train in full), and which weights finetuning keeps
+    (``best``: validation-selected with early stopping, ``last``: the final step)."""
 
     objective: str = "mae"
     head: HeadKind = "linear"
@@ -56,6 +57,7 @@ class TaskRecipe:
     mil_head_only: bool = False
     largest_component: bool = False
     mode: AdaptMode = "full"
+    select: str = "best"
 
 
 @dataclass(frozen=True)
@@ -215,13 +217,14 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        keys = {"objective", "head", "pool", "mil_head_only", "largest_component", "mode"}
+        keys = {"objective", "head", "pool", "mil_head_only", "largest_component", "mode", "select"}
         if not isinstance(spec, dict) or set(spec) - keys:
             raise NeuroFMError(where, f"[tasks.{task}] takes only {', '.join(sorted(keys))}")
         objective = spec.get("objective", "mae")
         head = spec.get("head", "linear")
         pool = spec.get("pool", "avg")
         mode = spec.get("mode", "full")
+        select = spec.get("select", "best")
         if objective not in OBJECTIVES:
             raise NeuroFMError(
                 where, f"tasks.{task}.objective {objective!r} unknown (known: {OBJECTIVES})"
@@ -235,11 +238,11 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
         try:  # the finetuning settings' own rules (known head and pool, switches that fit them)
             FinetuneSettings(
                 task=task, head=head, pool=pool, mil_head_only=head_only,
-                largest_component=largest, mode=mode,
+                largest_component=largest, mode=mode, select=select,
             )  # fmt: skip
         except NeuroFMError as e:
             raise NeuroFMError(where, f"[tasks.{task}] {e}") from None
-        out[task] = TaskRecipe(objective, head, pool, head_only, largest, mode)
+        out[task] = TaskRecipe(objective, head, pool, head_only, largest, mode, select)
     return out
 
 

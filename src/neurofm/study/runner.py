@@ -107,7 +107,7 @@ def finetune_settings(
         patience=recipe.patience, lr=recipe.lr, augment=recipe.augment,
         schedule=recipe.lr_schedule,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
-        mode=chosen.mode if init != "scratch" else "full",
+        mode=chosen.mode if init != "scratch" else "full", select=chosen.select,
         input_size=recipe.finetune_input_size, patch_size=recipe.finetune_patch,
     )  # fmt: skip
 

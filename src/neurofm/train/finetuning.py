@@ -305,7 +305,7 @@ def finetune(
         log_every=s.log_every,
         eval_every=s.eval_every,
         monitor="val_loss",
-        patience=s.patience,
+        patience=s.patience if s.select == "best" else 0,
         lr_scales={"encoder.": s.encoder_lr_scale, "decoder.": s.encoder_lr_scale},
         seed=s.seed,
     )
@@ -322,7 +322,8 @@ def finetune(
         describe=f"finetune {task.name} ({'pretrained' if pretrained else 'scratch'}, {s.mode})",
     )
     if dist.is_main:
-        best = out / "checkpoints" / ("best" if result.best_step >= 0 else "last")
+        keep = "best" if s.select == "best" and result.best_step >= 0 else "last"
+        best = out / "checkpoints" / keep
         final = replace(run, steps=result.steps, best_step=result.best_step, best=result.best)
         write_model_files(out, load_weights(best), final)
     return result

@@ -114,6 +114,7 @@ class FinetuneSettings:
     val_fraction: float = 0.25
     eval_every: int = 15
     patience: int = 4
+    select: str = "best"  # final weights: best (validation-selected, early stopping) | last
     workers: int = 2
     loader: LoaderBackend = "processes"
     seed: int = 0
@@ -125,11 +126,12 @@ class FinetuneSettings:
         from neurofm.models import MODEL_PRESETS
         from neurofm.models.adapters import AdaptMode
         from neurofm.models.config import FusionKind, HeadKind, PoolKind
-        from neurofm.train.loop import LR_SCHEDULES
+        from neurofm.train.loop import LR_SCHEDULES, WEIGHT_SELECTIONS
 
         task = get_task(self.task)
         require_choice("augment", self.augment, list(AUGMENT_PROFILES))
         require_choice("schedule", self.schedule, LR_SCHEDULES)
+        require_choice("select", self.select, WEIGHT_SELECTIONS)
         require_choice("loader", self.loader, LOADER_BACKENDS)
         require_choice("mode", self.mode, get_args(AdaptMode))
         require_choice("head", self.head, get_args(HeadKind))
