@@ -92,7 +92,7 @@ def finetune_settings(
     A pretrained encoder under a pooled head trains at ``pretrained_encoder_lr_scale`` of the
     head's rate; models with a decoder, and scratch models, train everything at the full rate.
     The task's adaptation mode applies to a pretrained start only (a frozen random encoder is
-    the ``random`` arm, not scratch).
+    the ``random`` arm, not scratch); its weight selection to every arm.
     """
     spec = get_task(unit.task)
     chosen = recipe.task(unit.task)

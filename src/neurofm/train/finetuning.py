@@ -323,7 +323,6 @@ def finetune(
     )
     if dist.is_main:
         keep = "best" if s.select == "best" and result.best_step >= 0 else "last"
-        best = out / "checkpoints" / keep
         final = replace(run, steps=result.steps, best_step=result.best_step, best=result.best)
-        write_model_files(out, load_weights(best), final)
+        write_model_files(out, load_weights(out / "checkpoints" / keep), final)
     return result

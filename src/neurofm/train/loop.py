@@ -90,12 +90,12 @@ def seed_everything(seed: int) -> None:
 
 
 LR_SCHEDULES = ("cosine", "poly")
-WEIGHT_SELECTIONS = ("best", "last")
-"""Which weights a finetuning keeps: the validation-selected step (with early stopping) or the
-final step (a fixed schedule, as nnU-Net keeps its final checkpoint; validation only logged)."""
 """Learning-rate decays after the linear warm-up: cosine to zero, or nnU-Net's polynomial
 ``(1 - progress) ** 0.9`` (below cosine until ~44 % of the decay, above it after, also ending
 at zero)."""
+WEIGHT_SELECTIONS = ("best", "last")
+"""Which weights a finetuning keeps: the validation-selected step (with early stopping) or the
+final step (a fixed schedule, as nnU-Net keeps its final checkpoint; validation only logged)."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine") -> float:
