@@ -249,6 +249,32 @@ def test_dry_run_counts_unchanged_and_touched(source: Path, serial: Path) -> Non
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+@pytest.mark.slow  # a Dask cluster: 40-120 s on the shared 2-core machine
+def test_a_stopped_run_returns_only_after_its_cancelled_cases_have_ended(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Dask cannot stop a started task: with --fail-fast the slow case still writes its file,
+    and that must happen before run_cases returns (the caller cleans up after it)."""
+    from distributed import Client
+
+    from neurofm.data.dask_runner import run_cases
+
+    def case(name: str, folder: str) -> str:
+        if name == "bad":
+            raise NeuroFMError(name, "unreadable")
+        time.sleep(2.0)
+        out = Path(folder) / f"{name}.txt"
+        out.write_text(name)
+        return str(out)
+
+    jobs = [(n, (n, str(tmp_path))) for n in ("slow", "bad")]
+    with Client(cluster) as client:
+        results, failures = run_cases(client, case, jobs, fail_fast=True)
+        written_when_returned = (tmp_path / "slow.txt").exists()
+    assert [f.case for f in failures] == ["bad"] and results == {}
+    assert written_when_returned
+
+
 @pytest.mark.slow  # the tiny benchmark, a finetune and two predicts
 def test_predict_on_cluster_is_byte_identical(
     tiny_prepared: Path,

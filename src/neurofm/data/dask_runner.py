@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -161,16 +162,41 @@ def run_cases(
             if isinstance(out, _Failed):
                 failures.append(CaseFailure(case_id, out.where, out.problem, out.fatal))
                 if fail_fast or out.fatal:
-                    client.cancel([f for f in futures if not f.done()])
+                    _cancel_and_settle(client, futures, run)
                     break
                 continue
             results[case_id] = out
             if on_done is not None:
                 on_done(case_id, out)
     except BaseException:
-        client.cancel([f for f in futures if not f.done()])
+        _cancel_and_settle(client, futures, run)
         raise
     return results, failures
+
+
+_SETTLED = frozenset({"memory", "error", "released", "forgotten"})
+
+
+def _cancel_and_settle(
+    client: Any, futures: dict[Any, str], run: str, timeout: float = 600
+) -> None:
+    """Cancel this run's unfinished cases and wait until no worker still executes one.
+
+    Dask cannot stop a task that has started: a cancelled case keeps running on its worker and
+    writes its output when it ends. On a cluster that outlives the command (``--scheduler``)
+    that write could land after the caller has cleaned up, so the caller waits for it here
+    (bounded by ``timeout`` seconds).
+    """
+    client.cancel([f for f in futures if not f.done()])
+    suffix = f"-{run}"
+
+    def busy(dask_worker: Any) -> int:  # held results and released tasks do not count
+        tasks = dask_worker.state.tasks.items()
+        return sum(1 for k, ts in tasks if str(k).endswith(suffix) and ts.state not in _SETTLED)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(client.run(busy).values()):
+        time.sleep(0.05)
 
 
 def failures_error(where: str | Path, failures: Sequence[CaseFailure], total: int) -> NeuroFMError:
