@@ -169,7 +169,8 @@ def run_cases(
             if on_done is not None:
                 on_done(case_id, out)
     except BaseException:
-        _cancel_and_settle(client, futures, run)
+        with suppress(Exception):  # a lost scheduler must not hide why the run stopped
+            _cancel_and_settle(client, futures, run)
         raise
     return results, failures
 
