@@ -156,6 +156,25 @@ def test_named_channels_copy_matching_kernels_and_zero_the_rest() -> None:
     assert float(summed[:, 1:].abs().sum()) == 0.0
 
 
+def test_an_input_mix_starts_the_encoder_on_the_weighted_sum_of_its_channels() -> None:
+    """With ``{"dwi_b1000": 1, "adc": -1}`` the adapted first conv applied to (DWI, FLAIR, ADC)
+    computes exactly what the pretrained single-channel conv computes on DWI - ADC."""
+    torch.manual_seed(3)
+    w = torch.randn(6, 1, 3, 3, 3)
+    names = ["dwi_b1000", "flair", "adc", "swi|t2s"]
+    new, sources = adapt_input_kernel(w, 4, None, names, {"DWI": 1.0, "adc": -1.0})
+    assert sources == ["dwi_b1000<-pretrained*1", "flair<-zero", "adc<-pretrained*-1",
+                       "swi|t2s<-zero"]  # fmt: skip
+    x = torch.randn(1, 4, 8, 8, 8)
+    mixed = torch.nn.functional.conv3d(x, new, padding=1)
+    direct = torch.nn.functional.conv3d(x[:, :1] - x[:, 2:3], w, padding=1)
+    torch.testing.assert_close(mixed, direct)
+    with pytest.raises(NeuroFMError, match="not among the channels"):
+        adapt_input_kernel(w, 4, None, names, {"t1": 1.0})
+    with pytest.raises(NeuroFMError, match="channel names"):
+        adapt_input_kernel(w, 4, None, None, {"dwi_b1000": 1.0})
+
+
 def test_pretrained_checkpoint_loads_encoder_and_decoder_not_heads() -> None:
     torch.manual_seed(1)
     pre = PretrainModel(BACKBONE, projection_dim=8)

@@ -146,6 +146,26 @@ def test_task_adaptation_mode_and_weight_selection_reach_the_runs_and_keep_hashe
     assert finetune_settings(full, unit, seed=0, workers=0, init="scratch").select == "best"
 
 
+def test_task_input_mix_reaches_the_pretrained_arm_only_and_keeps_hashes() -> None:
+    from neurofm.study.grid import Unit
+    from neurofm.study.runner import finetune_settings
+
+    for name in builtin_recipes():
+        assert all(t.input_mix == () for t in load_recipe(name).tasks.values())
+    assert load_recipe("fomo25-demo-round3").hash == "4087b229d0cf0a81"
+    mix = 'head = "mil"\ninput_mix = { dwi_b1000 = 1, adc = -1 }'
+    text = TINY_RECIPE.replace('head = "mil"', mix)
+    mixed = parse_recipe(tomllib.loads(text), "r")
+    plain = parse_recipe(tomllib.loads(TINY_RECIPE), "r")
+    assert mixed.task("infarct").input_mix == (("dwi_b1000", 1.0), ("adc", -1.0))
+    assert mixed.hash != plain.hash
+    unit = Unit("pretrained", "infarct", "tiny", None, "mae", "tiny")
+    pre = finetune_settings(mixed, unit, seed=0, workers=0, init="/runs/pre")
+    assert pre.input_mix == {"dwi_b1000": 1.0, "adc": -1.0}
+    assert finetune_settings(mixed, unit, seed=0, workers=0, init="scratch").input_mix is None
+    assert finetune_settings(plain, unit, seed=0, workers=0, init="/runs/pre").input_mix is None
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
     builtin = load_recipe("fomo25-demo")
     assert builtin.augment == ADDED_LATER["augment"]
@@ -172,6 +192,9 @@ def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> Non
         (("patience = 2", 'patience = 2\nschedule = "step"'), "unknown schedule"),
         (('head = "mil"', 'head = "mil"\nmode = "lora"'), r"\[tasks.infarct\].*mode"),
         (('head = "mil"', 'head = "mil"\nselect = "median"'), r"\[tasks.infarct\].*select"),
+        (('head = "mil"', 'head = "mil"\ninput_mix = { t1 = 1 }'), "not among the task"),
+        (('head = "mil"', 'head = "mil"\ninput_mix = { adc = "-1" }'), "channel = number"),
+        (('head = "mil"', 'head = "mil"\ninput_mix = { adc = 0 }'), "not all zero"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

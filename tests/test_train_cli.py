@@ -150,6 +150,27 @@ def test_select_last_keeps_the_final_step_and_best_the_validated_one(
                "--select", "median", *FAST) == 2  # fmt: skip
 
 
+def test_input_mix_starts_the_pretrained_kernel_on_the_named_channels(
+    pretrained: Path, tiny_prepared: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mix"
+    base = ["--task", "infarct", "--init", pretrained, *FAST[2:], "--input-size", "32"]
+    mix = ["--input-mix", "dwi_b1000=1", "--input-mix", "adc=-0.5"]
+    assert cli("finetune", tiny_prepared, *base, "--out", out, "--steps", "0", *mix) == 0
+    stem = "encoder.stem.conv.weight"
+    pre = load_file(str(pretrained / "model.safetensors"))[stem][:, 0]
+    ft = load_file(str(out / "model.safetensors"))[stem]  # 0 steps: what was loaded
+    for channel, weight in enumerate((1.0, 0.0, -0.5, 0.0)):  # dwi, flair, adc, swi|t2s
+        torch.testing.assert_close(ft[:, channel], pre * weight)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["recipe"]["input_mix"] == {"dwi_b1000": 1.0, "adc": -0.5}
+    for bad in (["--input-mix", "adc"], ["--input-mix", "t1=1"], ["--input-mix", "adc=x"]):
+        assert cli("finetune", tiny_prepared, *base, "--out", tmp_path / "x", *bad) == 2
+    scratch = ["--task", "infarct", "--out", tmp_path / "y", "--input-mix", "adc=1", *FAST]
+    assert cli("finetune", tiny_prepared, *scratch) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_scratch_probe_is_refused(tiny_prepared: Path, tmp_path: Path) -> None:
     args = ["--task", "infarct", "--mode", "probe", "--out", tmp_path / "x", *FAST]
     assert cli("finetune", tiny_prepared, *args) == 2

@@ -20,6 +20,24 @@ if TYPE_CHECKING:
 P, F = PretrainSettings, FinetuneSettings
 
 
+def _input_mix(pairs: list[str] | None) -> dict[str, float] | None:
+    """``["dwi_b1000=1", "adc=-1"]`` as ``{"dwi_b1000": 1.0, "adc": -1.0}`` (None: not given)."""
+    if not pairs:
+        return None
+    mix: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, weight = pair.partition("=")
+        try:
+            if not sep or not name or name in mix:
+                raise ValueError
+            mix[name] = float(weight)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{pair!r} is not CHANNEL=NUMBER (each channel once)", param_hint="--input-mix"
+            ) from None
+    return mix
+
+
 @contextmanager
 def _run(
     out: Path, device: str, threads: int, *, overwrite: bool, resume: bool
@@ -137,6 +155,11 @@ def finetune_cmd(
     ),
     eval_every: int = typer.Option(F.eval_every, help="validate every N steps"),
     patience: int = typer.Option(F.patience, help="stop after N validations without improvement"),
+    input_mix: list[str] | None = typer.Option(
+        None,
+        help="CHANNEL=WEIGHT, repeatable: the pretrained first conv starts on this weighted sum "
+        "of the task's channels (e.g. dwi_b1000=1 adc=-1), every other channel at zero",
+    ),
     select: str = typer.Option(
         F.select,
         help="weights kept: best (lowest validation loss, early stopping) | last (final step, "
@@ -166,7 +189,7 @@ def finetune_cmd(
         "batch_size": batch_size, "input_size": input_size, "patch_size": patch, "lr": lr,
         "encoder_lr_scale": encoder_lr_scale, "workers": workers, "loader": loader, "seed": seed,
         "eval_every": eval_every, "patience": patience, "augment": augment,
-        "schedule": schedule, "select": select,
+        "schedule": schedule, "select": select, "input_mix": _input_mix(input_mix),
     }  # fmt: skip
     settings = FinetuneSettings(**options)  # checks every value before OUT is touched
     with _run(out, device, threads, overwrite=overwrite, resume=resume) as dist:

@@ -11,12 +11,20 @@ depends on the channel count, so only it is rebuilt, by this rule:
   single-channel pretraining that is the pretrained kernel itself;
 * every other new channel starts at zero.
 
-Why: at the first step the task model computes exactly what the pretrained encoder computes on
-the primary (or name-matched) sequences; the other sequences are added by finetuning, since a
-zero kernel still receives gradients. The earlier rule (the kernel divided over all channels)
-fed the encoder the *average* of the sequences, and averaging T1 with T2 cancels the grey/white
-/CSF contrast the encoder learned: a ridge probe of brain age on those embeddings fell to chance
-(MAE 17.3 years, vs 9.5 from T1 alone, demo data, contrastive encoder).
+An explicit ``mix`` (``{channel: weight}``, e.g. ``{"dwi_b1000": 1, "adc": -1}``) replaces that
+rule: each named channel gets its weight times the (summed) pretrained kernel, every other
+channel zero. Since the first conv is linear, the encoder then starts by seeing that weighted
+sum of the sequences, e.g. ``z(DWI) - z(ADC)``, the contrast in which an acute infarct stands
+out; under the default rule the task model starts from DWI alone and must grow the other
+channels' kernels from zero within a few hundred steps.
+
+Why the default: at the first step the task model computes exactly what the pretrained encoder
+computes on the primary (or name-matched) sequences; the other sequences are added by
+finetuning, since a zero kernel still receives gradients. The earlier rule (the kernel divided
+over all channels) fed the encoder the *average* of the sequences, and averaging T1 with T2
+cancels the grey/white/CSF contrast the encoder learned: a ridge probe of brain age on those
+embeddings fell to chance (MAE 17.3 years, vs 9.5 from T1 alone, demo data, contrastive
+encoder).
 
 Everything else must match: a missing or differently shaped encoder weight is an architecture
 mismatch and a one-line :class:`NeuroFMError` naming the checkpoint. Heads, adapters and (when
@@ -68,13 +76,17 @@ def adapt_input_kernel(
     n_dst: int,
     src_channels: Sequence[str] | None = None,
     dst_channels: Sequence[str] | None = None,
+    mix: Mapping[str, float] | None = None,
 ) -> tuple[Tensor, list[str]]:
-    """Rebuild a first-conv kernel ``(F, C_old, ...)`` for ``n_dst`` channels (module rule).
+    """Rebuild a first-conv kernel ``(F, C_old, ...)`` for ``n_dst`` channels (module rule;
+    ``mix`` weights the pretrained kernel per named channel instead).
 
     Returns the new kernel ``(F, n_dst, ...)`` and, per new channel, where it came from.
     """
     c_old = weight.shape[1]
     src, dst = _names(src_channels), _names(dst_channels)
+    if mix:
+        return _mixed_kernel(weight, n_dst, dst, mix)
     if src is not None and len(src) != c_old:
         raise NeuroFMError(
             None, f"src_channels {src} names {len(src)} channels, kernel has {c_old}"
@@ -100,6 +112,24 @@ def adapt_input_kernel(
     return torch.stack(kernels, dim=1), sources
 
 
+def _mixed_kernel(
+    weight: Tensor, n_dst: int, dst: list[str] | None, mix: Mapping[str, float]
+) -> tuple[Tensor, list[str]]:
+    if dst is None or len(dst) != n_dst:
+        raise NeuroFMError(None, "an input mix needs the model's channel names")
+    wanted = {try_normalise_sequence(k) or k: float(v) for k, v in mix.items()}
+    unknown = sorted(set(wanted) - set(dst))
+    if unknown:
+        raise NeuroFMError(None, f"input mix names {unknown}, not among the channels {dst}")
+    base = weight.sum(dim=1)
+    kernels = [base * wanted.get(name, 0.0) for name in dst]
+    sources = [
+        f"{name}<-pretrained*{wanted[name]:g}" if name in wanted else f"{name}<-zero"
+        for name in dst
+    ]
+    return torch.stack(kernels, dim=1), sources
+
+
 def load_encoder_weights(
     model: nn.Module,
     state_dict: Mapping[str, Tensor],
@@ -109,6 +139,7 @@ def load_encoder_weights(
     strict_other: bool = True,
     include_decoder: bool = True,
     source: str | Path = "state dict",
+    mix: Mapping[str, float] | None = None,
 ) -> LoadReport:
     """Copy pretrained encoder (and decoder) weights into ``model`` in place.
 
@@ -118,7 +149,7 @@ def load_encoder_weights(
     (:class:`~neurofm.models.heads.TaskModel`, ``UNet``, ``PretrainModel``). With
     ``strict_other`` every encoder tensor other than the first conv and adapters must be
     present with the same shape; without it mismatches keep their initialisation.
-    ``source`` names the checkpoint in errors.
+    ``source`` names the checkpoint in errors; ``mix`` is :func:`adapt_input_kernel`'s.
     """
     where = str(source)
     if not isinstance(getattr(model, "encoder", None), Encoder):
@@ -144,7 +175,9 @@ def load_encoder_weights(
                     f"{key} (checkpoint {tuple(value.shape)} vs model {tuple(current.shape)})"
                 )
                 continue
-            value, sources = adapt_input_kernel(value, current.shape[1], src_channels, dst_channels)
+            value, sources = adapt_input_kernel(
+                value, current.shape[1], src_channels, dst_channels, mix
+            )
         if loadable and value is not None and value.shape == current.shape:
             new[key] = value.to(device=current.device, dtype=current.dtype)
         elif is_encoder and strict_other:

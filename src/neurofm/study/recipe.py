@@ -23,8 +23,8 @@ from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind, get_preset
 from neurofm.models.adapters import AdaptMode
 from neurofm.synth import SHIFTS
-from neurofm.tasks import known_tasks
-from neurofm.train.settings import FinetuneSettings, PretrainSettings
+from neurofm.tasks import get_task, known_tasks
+from neurofm.train.settings import FinetuneSettings, PretrainSettings, check_input_mix
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
@@ -38,7 +38,7 @@ ADDED_LATER: dict[str, Any] = {
     "lr_schedule": "cosine",
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
-TASK_ADDED_LATER: dict[str, Any] = {"mode": "full", "select": "best"}
+TASK_ADDED_LATER: dict[str, Any] = {"mode": "full", "select": "best", "input_mix": ()}
 """The same for the per-task settings (``[tasks.<name>]``)."""
 
 
@@ -48,8 +48,10 @@ class TaskRecipe:
     embedding is pooled (ignored by decoder heads), whether a MIL head ranks only voxels inside
     the head, whether a segmentation keeps only its largest predicted component, and how the
     pretrained arm adapts (``full``, ``probe``: frozen encoder, ``adapter``: frozen encoder with
-    low-rank adapters; scratch models always train in full), and which weights finetuning keeps
-    (``best``: validation-selected with early stopping, ``last``: the final step)."""
+    low-rank adapters; scratch models always train in full), which weights finetuning keeps
+    (``best``: validation-selected with early stopping, ``last``: the final step), and how the
+    pretrained first conv is spread over the task's channels (``input_mix``, pairs of channel
+    and weight; empty: the default rule of :mod:`neurofm.models.channels`)."""
 
     objective: str = "mae"
     head: HeadKind = "linear"
@@ -58,6 +60,7 @@ class TaskRecipe:
     largest_component: bool = False
     mode: AdaptMode = "full"
     select: str = "best"
+    input_mix: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,10 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
                 where, f"unknown task [tasks.{task}] (known: {known}; a task of your own is "
                 "known once its file is given in --tasks)",
             )  # fmt: skip
-        keys = {"objective", "head", "pool", "mil_head_only", "largest_component", "mode", "select"}
+        keys = {
+            "objective", "head", "pool", "mil_head_only", "largest_component", "mode", "select",
+            "input_mix",
+        }  # fmt: skip
         if not isinstance(spec, dict) or set(spec) - keys:
             raise NeuroFMError(where, f"[tasks.{task}] takes only {', '.join(sorted(keys))}")
         objective = spec.get("objective", "mae")
@@ -235,15 +241,27 @@ def _parse_tasks(body: Any, where: str) -> dict[str, TaskRecipe]:
         largest = _typed(
             where, f"tasks.{task}.largest_component", spec.get("largest_component", False), False
         )
+        mix = _input_mix(spec.get("input_mix", {}), f"{where}: tasks.{task}.input_mix")
         try:  # the finetuning settings' own rules (known head and pool, switches that fit them)
             FinetuneSettings(
                 task=task, head=head, pool=pool, mil_head_only=head_only,
                 largest_component=largest, mode=mode, select=select,
             )  # fmt: skip
+            if mix:
+                check_input_mix(dict(mix), get_task(task).channel_slots)
         except NeuroFMError as e:
             raise NeuroFMError(where, f"[tasks.{task}] {e}") from None
-        out[task] = TaskRecipe(objective, head, pool, head_only, largest, mode, select)
+        out[task] = TaskRecipe(objective, head, pool, head_only, largest, mode, select, mix)
     return out
+
+
+def _input_mix(body: Any, where: str) -> tuple[tuple[str, float], ...]:
+    """``{channel = weight, ...}`` as pairs in the file's order (weights as floats)."""
+    if not isinstance(body, dict) or not all(
+        isinstance(w, int | float) and not isinstance(w, bool) for w in body.values()
+    ):
+        raise NeuroFMError(where, f"must be a table of channel = number (got {body!r})")
+    return tuple((str(k), float(w)) for k, w in body.items())
 
 
 def _check(r: Recipe, where: str) -> None:

@@ -91,8 +91,8 @@ def finetune_settings(
 
     A pretrained encoder under a pooled head trains at ``pretrained_encoder_lr_scale`` of the
     head's rate; models with a decoder, and scratch models, train everything at the full rate.
-    The task's adaptation mode applies to a pretrained start only (a frozen random encoder is
-    the ``random`` arm, not scratch); its weight selection to every arm.
+    The task's adaptation mode and input mix apply to a pretrained start only (a frozen random
+    encoder is the ``random`` arm, not scratch); its weight selection to every arm.
     """
     spec = get_task(unit.task)
     chosen = recipe.task(unit.task)
@@ -108,6 +108,7 @@ def finetune_settings(
         schedule=recipe.lr_schedule,
         encoder_lr_scale=recipe.pretrained_encoder_lr_scale if slow else 1.0,
         mode=chosen.mode if init != "scratch" else "full", select=chosen.select,
+        input_mix=dict(chosen.input_mix) if chosen.input_mix and init != "scratch" else None,
         input_size=recipe.finetune_input_size, patch_size=recipe.finetune_patch,
     )  # fmt: skip
 

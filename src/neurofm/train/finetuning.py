@@ -237,6 +237,7 @@ def finetune(
             dst_channels=list(task.channel_slots) if cfg.fusion == "early" else None,
             include_decoder=cfg.dense,
             source=Path(s.init) / WEIGHTS,
+            mix=s.input_mix,
         )
     elif s.mode != "full":
         raise NeuroFMError(None, f"--mode {s.mode} needs a pretrained --init (scratch + {s.mode})")

@@ -9,6 +9,7 @@ a recipe is checked.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -99,6 +100,7 @@ class FinetuneSettings:
     mil_head_only: bool = False  # MIL head: rank only voxels inside the head
     largest_component: bool = False  # segmentation: keep the largest predicted component
     fusion: FusionKind = "early"  # early: sequences as channels; late: an encoder pass each
+    input_mix: dict[str, float] | None = None  # pretrained first conv per channel (models.channels)
     adapter_rank: int = 8
     input_size: int = 48
     patch_size: int = 32
@@ -145,6 +147,10 @@ class FinetuneSettings:
             raise NeuroFMError("--largest-component", f"is for segmentation, not {task.name}")
         if self.mil_head_only and self.head != "mil":
             raise NeuroFMError("--mil-head-only", f"needs --head mil (got {self.head})")
+        if self.input_mix is not None:
+            if self.init == "scratch" or self.fusion != "early":
+                raise NeuroFMError("--input-mix", "needs a pretrained --init and early fusion")
+            check_input_mix(self.input_mix, task.channel_slots)
         require_choice("preset", self.preset, list(MODEL_PRESETS))
         if self.shots is not None:
             require_positive("--shots", self.shots)
@@ -163,3 +169,13 @@ class FinetuneSettings:
                               ("weight_decay", self.weight_decay),
                               ("warmup_steps", self.warmup_steps)):  # fmt: skip
             require_at_least(option, value, 0)
+
+
+def check_input_mix(mix: dict[str, float], channels: tuple[str, ...]) -> None:
+    """One-line error unless ``mix`` weights some of a task's ``channels`` with finite weights,
+    not all zero (:func:`neurofm.models.channels.adapt_input_kernel`)."""
+    unknown = sorted(set(mix) - set(channels))
+    if unknown:
+        raise NeuroFMError("--input-mix", f"{unknown} not among the task's channels {channels}")
+    if not mix or not all(math.isfinite(w) for w in mix.values()) or not any(mix.values()):
+        raise NeuroFMError("--input-mix", f"needs finite weights, not all zero (got {mix})")
