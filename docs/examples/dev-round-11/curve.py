@@ -1,7 +1,7 @@
 """Development round 11: infarct AUROC per arm, shot count and seed, in domain (source test) and
-out of domain (target sites pooled), from a study folder's rows; writes the pretrained arm's
-out-of-domain learning curve as FOLDER/curve.csv (shots, repeat = seed, score) for
-`neurofm plan --results`. Usage: python curve.py FOLDER"""
+out of domain (target sites pooled), from study folders' rows; writes the pretrained arm's
+out-of-domain learning curve as CURVE_CSV (shots, repeat = seed, score) for
+`neurofm plan --results`. Usage: python curve.py CURVE_CSV FOLDER..."""
 
 import glob
 import sys
@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-folder = Path(sys.argv[1])
-d = pd.concat(pd.read_csv(f, dtype={"case": str, "site": str})
-              for f in glob.glob(f"{folder}/seeds/*/rows/*.csv"))
+target = Path(sys.argv[1])
+files = [f for folder in sys.argv[2:] for f in glob.glob(f"{folder}/seeds/*/rows/*.csv")]
+d = pd.concat(pd.read_csv(f, dtype={"case": str, "site": str}) for f in files)
 d = d[d.task == "infarct"]
 d["dom"] = (d.site == "source").map({True: "ID", False: "OOD"})
 rows = []
@@ -29,4 +29,4 @@ curve = t[(t.dom == "OOD") & t.arm.str.startswith("pretrained/n")].copy()
 curve["shots"] = curve.arm.str.split("/n").str[1].astype(int)
 curve["repeat"] = curve.seed
 curve = curve.rename(columns={"auroc": "score"})[["shots", "repeat", "score"]]
-curve.sort_values(["shots", "repeat"]).to_csv(folder / "curve.csv", index=False)
+curve.sort_values(["shots", "repeat"]).to_csv(target, index=False)
