@@ -22,8 +22,9 @@ for (seed, arm, dom), g in d.groupby(["seed", "arm", "dom"]):
 t = pd.DataFrame(rows, columns=["arm", "dom", "seed", "auroc"])
 table = t.pivot_table(index="arm", columns=["dom", "seed"], values="auroc")
 for dom in ("ID", "OOD"):
-    table[(dom, "mean")] = table[dom].mean(axis=1)
-    table[(dom, "sd")] = table[dom].std(axis=1)
+    per_seed = table[dom].copy()
+    table[(dom, "mean")] = per_seed.mean(axis=1)
+    table[(dom, "sd")] = per_seed.std(axis=1)
 print(table.sort_index(axis=1).round(3).to_string())
 curve = t[(t.dom == "OOD") & t.arm.str.startswith("pretrained/n")].copy()
 curve["shots"] = curve.arm.str.split("/n").str[1].astype(int)
