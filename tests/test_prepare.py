@@ -305,3 +305,21 @@ def test_unpack_keeps_a_plain_copy_until_the_case_is_redone(tmp_path: Path, rng)
     _save(src / "pretrain/s2/ses1/t2.nii.gz", _head(rng))
     main(["prepare", str(src), str(dst), "--spacing", "2"])  # redone without --unpack
     assert not copy.exists() and (dst / "pretrain/s1_ses1/image.npy").is_file()
+
+
+def test_clip_option_reaches_the_manifest_and_a_bad_one_writes_nothing(
+    tmp_path: Path, rng, capsys
+) -> None:
+    src = make_root(tmp_path / "src", rng)
+    with pytest.raises(SystemExit) as info:
+        main(["prepare", str(src), str(tmp_path / "bad"), "--spacing", "3", "--clip", "99,1"])
+    assert info.value.code == 2 and not (tmp_path / "bad").exists()
+    assert "--clip: need percentiles 0 <= LO < HI <= 100" in capsys.readouterr().err
+    main(["prepare", str(src), str(tmp_path / "dst"), "--spacing", "3", "--clip", "0,100"])
+    manifest = json.loads((tmp_path / "dst/brain_age/train/manifest.json").read_text())
+    assert manifest["params"]["clip_percentiles"] == [0.0, 100.0]
+    # nothing is clipped: the clip bounds are the head's extremes, beyond the default's
+    main(["prepare", str(src), str(tmp_path / "default"), "--spacing", "3"])
+    full = PreparedDataset(tmp_path / "dst/brain_age/train").case("b1").norms
+    default = PreparedDataset(tmp_path / "default/brain_age/train").case("b1").norms
+    assert all(f.lo < d.lo and f.hi > d.hi for f, d in zip(full, default, strict=True))

@@ -135,3 +135,42 @@ def test_blank_image_is_kept_whole() -> None:
     out = preprocess(vol, PreprocessParams(spacing=None))
     assert out.image.shape == (1, 8, 9, 10)
     assert np.isfinite(out.image).all()
+
+
+def test_a_small_bright_lesion_keeps_its_contrast_only_without_clipping(rng) -> None:
+    """The default clip flattens a lesion smaller than 0.5 % of the head to the 99.5th
+    percentile of normal tissue; ``(0, 100)`` (nnU-Net's MRI z-score) keeps it above."""
+    data = np.zeros((1, 30, 30, 30), np.float32)
+    data[0, 5:25, 5:25, 5:25] = rng.normal(100.0, 10.0, (20, 20, 20))
+    data[0, 14:16, 14:16, 14] = 300.0  # 4 voxels of 8000: 0.05 % of the head
+    lesion = data[0] == 300.0
+    outs = {
+        clip: preprocess(
+            Volume(data, np.eye(4), ["dwi_b1000"]),
+            PreprocessParams(spacing=None, margin_mm=2.0, clip_percentiles=clip),
+        )
+        for clip in ((0.5, 99.5), (0.0, 100.0))
+    }
+    for clip, out in outs.items():
+        img = out.image[0]
+        start = out.geometry.crop_start
+        les = lesion[start[0] :, start[1] :, start[2] :][
+            : img.shape[0], : img.shape[1], : img.shape[2]
+        ]
+        tissue_top = np.percentile(img[~les & (img > img.min())], 99.9)
+        gap = img[les].min() - tissue_top
+        if clip == (0.0, 100.0):
+            # an independent z-score of the raw head: the lesion sits ~ (300-100)/sd above
+            head = data[0][data[0] > 0]
+            expected = (300.0 - head.mean()) / head.std()
+            assert img[les].min() == pytest.approx(expected, rel=1e-3) and gap > 5.0
+        else:
+            assert gap <= 0.0  # flattened to the top of normal tissue
+
+
+@pytest.mark.parametrize("clip", [(5.0, 2.0), (-1.0, 99.0), (0.0, 101.0), (50.0, 50.0)])
+def test_clip_percentiles_outside_0_100_or_reversed_are_refused(clip) -> None:
+    from neurofm.errors import NeuroFMError
+
+    with pytest.raises(NeuroFMError, match=r"--clip: need percentiles 0 <= LO < HI <= 100"):
+        PreprocessParams(clip_percentiles=clip)

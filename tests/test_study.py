@@ -166,6 +166,33 @@ def test_task_input_mix_reaches_the_pretrained_arm_only_and_keeps_hashes() -> No
     assert finetune_settings(plain, unit, seed=0, workers=0, init="/runs/pre").input_mix is None
 
 
+def test_the_intensity_clip_is_a_recipe_setting_that_reaches_prepare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from rich.console import Console
+
+    from neurofm.data.preprocess import PreprocessParams
+    from neurofm.study import runner
+    from neurofm.train.distributed import DistInfo
+
+    for name in builtin_recipes():  # every confirmed recipe ran with the 0.5 / 99.5 clip
+        assert load_recipe(name).clip_percentiles == ADDED_LATER["clip_percentiles"]
+    assert load_recipe("fomo25-demo-round3").hash == "4087b229d0cf0a81"
+    text = TINY_RECIPE.replace("spacing = 8.0", "spacing = 8.0\nclip_percentiles = [0, 100]")
+    plain = parse_recipe(tomllib.loads(TINY_RECIPE), "r")
+    unclipped = parse_recipe(tomllib.loads(text), "r")
+    assert unclipped.clip_percentiles == (0.0, 100.0) and unclipped.hash != plain.hash
+    seen: list[object] = []
+    monkeypatch.setattr(runner, "prepare", lambda raw, dst, params, workers: seen.append(params))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "benchmark.json").write_text("{}")  # no synthesis
+    solo = DistInfo(0, 1, 0, torch.device("cpu"))
+    run = runner.SeedRun(tmp_path, 0, unclipped, solo, Console(quiet=True))
+    run.prepare_data()
+    assert seen == [PreprocessParams(spacing=(8.0,) * 3, clip_percentiles=(0.0, 100.0))]
+
+
 def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> None:
     builtin = load_recipe("fomo25-demo")
     assert builtin.augment == ADDED_LATER["augment"]
@@ -195,6 +222,8 @@ def test_a_setting_added_later_keeps_earlier_hashes_until_it_is_changed() -> Non
         (('head = "mil"', 'head = "mil"\ninput_mix = { t1 = 1 }'), "not among the task"),
         (('head = "mil"', 'head = "mil"\ninput_mix = { adc = "-1" }'), "channel = number"),
         (('head = "mil"', 'head = "mil"\ninput_mix = { adc = 0 }'), "not all zero"),
+        (("spacing = 8.0", "spacing = 8.0\nclip_percentiles = [99, 1]"), r"\[benchmark\] clip"),
+        (("spacing = 8.0", "spacing = 8.0\nclip_percentiles = [1]"), "must be 2 numbers"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(

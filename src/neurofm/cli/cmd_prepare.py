@@ -30,6 +30,15 @@ def parse_spacing(text: str) -> tuple[float, float, float] | None:
     return (values[0], values[1], values[2])
 
 
+def parse_clip(text: str) -> tuple[float, float]:
+    """``"0.5,99.5"`` -> the per-channel clip as head percentiles (checked by the params)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise NeuroFMError("--clip", f"{text!r}: need two percentiles LO,HI") from None
+    return (lo, hi)
+
+
 @app.command()
 def prepare(
     src: Path = typer.Argument(
@@ -39,6 +48,12 @@ def prepare(
     spacing: str = typer.Option(
         "1,1,1",  # neurofm.data.preprocess.DEFAULT_SPACING (not imported: keeps --help fast)
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
+    ),
+    clip: str = typer.Option(
+        "0.5,99.5",
+        help="Per-channel intensity clip before the z-score, as percentiles LO,HI of the head's "
+        "voxels; 0,100 clips nothing (a lesion brighter than 99.5 % of the head keeps its "
+        "contrast).",
     ),
     workers: DaskWorkers = 1,
     scheduler: DaskScheduler = None,
@@ -66,7 +81,7 @@ def prepare(
 
     for t in task:  # a loaded task file is known by its name, like the built-in folders
         get_task(t)
-    params = PreprocessParams(spacing=parse_spacing(spacing))
+    params = PreprocessParams(spacing=parse_spacing(spacing), clip_percentiles=parse_clip(clip))
     if dry_run:
         plan = Table("subset", "cases", "new", "unchanged", "to re-check")
         for row in plan_run(src, dst, params, subset):

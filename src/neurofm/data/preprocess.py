@@ -20,7 +20,9 @@ Steps and conventions:
   head voxels is kept whole.
 - **Normalisation** per channel over the head voxels of the cropped grid: clip to the
   ``clip_percentiles`` (default 0.5 and 99.5, robust to hot spots and vessels), then z-score with
-  the clipped head mean and standard deviation (nnU-Net style; background is not zeroed).
+  the clipped head mean and standard deviation (background is not zeroed). ``(0, 100)`` clips
+  nothing, nnU-Net's z-score for MRI: a lesion brighter than 99.5 % of the head (a small infarct
+  on DWI) then keeps its contrast instead of being flattened to the 99.5th percentile.
   :attr:`ChannelNorm.pad_value` is where intensity 0 (air) lands, used to pad out-of-volume patch
   voxels so padding looks like background rather than average tissue.
 """
@@ -35,6 +37,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from neurofm.errors import NeuroFMError
 from neurofm.io.nifti import Volume, voxel_spacing
 
 Triple = tuple[float, float, float]
@@ -53,6 +56,11 @@ class PreprocessParams:
     margin_mm: float = 8.0
     head_fraction: float = 0.1
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.clip_percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise NeuroFMError("--clip", f"need percentiles 0 <= LO < HI <= 100, got {lo:g},{hi:g}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

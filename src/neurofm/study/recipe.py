@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from neurofm.data.preprocess import PreprocessParams
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind, get_preset
 from neurofm.models.adapters import AdaptMode
@@ -36,6 +37,7 @@ ADDED_LATER: dict[str, Any] = {
     "finetune_input_size": 48,
     "finetune_patch": 32,
     "lr_schedule": "cosine",
+    "clip_percentiles": (0.5, 99.5),
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 TASK_ADDED_LATER: dict[str, Any] = {"mode": "full", "select": "best", "input_mix": ()}
@@ -72,6 +74,7 @@ class Recipe:
     confirmation: tuple[int, ...]
     preset: str = "demo"
     spacing: float = 4.0
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
     shift: str = "matched"
     backbone: str = "tiny"
     pretrain_steps: int = 300
@@ -125,6 +128,10 @@ class Recipe:
             finetune_patch=side(self.finetune_patch),
         )  # fmt: skip
 
+    def preprocess_params(self) -> PreprocessParams:
+        """How every case of a study is prepared: the recipe's grid and intensity clip."""
+        return PreprocessParams(spacing=(self.spacing,) * 3, clip_percentiles=self.clip_percentiles)
+
     def task(self, name: str) -> TaskRecipe:
         if name not in self.tasks:
             raise NeuroFMError(self.source or "recipe", f"no [tasks.{name}] section")
@@ -138,7 +145,12 @@ def _unless_legacy(values: dict[str, Any], added: dict[str, Any]) -> dict[str, A
 
 _SECTIONS: dict[str, dict[str, str]] = {
     "seeds": {"development": "development", "confirmation": "confirmation"},
-    "benchmark": {"preset": "preset", "spacing": "spacing", "shift": "shift"},
+    "benchmark": {
+        "preset": "preset",
+        "spacing": "spacing",
+        "clip_percentiles": "clip_percentiles",
+        "shift": "shift",
+    },
     "pretrain": {
         "backbone": "backbone",
         "steps": "pretrain_steps",
@@ -168,6 +180,12 @@ def _typed(where: str, key: str, value: Any, like: Any) -> Any:
     elif isinstance(like, float):
         ok = isinstance(value, int | float)
         value = float(value) if ok else value
+    elif isinstance(like, tuple) and like and isinstance(like[0], float):
+        ok = isinstance(value, list) and len(value) == len(like)
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        value = tuple(float(v) for v in value) if ok else value
+        if not ok:
+            raise NeuroFMError(where, f"{key} must be {len(like)} numbers, got {value!r}")
     elif isinstance(like, tuple):
         ok = isinstance(value, list) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value
@@ -298,6 +316,10 @@ def _check(r: Recipe, where: str) -> None:
         raise NeuroFMError(where, f"[pretrain] {e}") from None
     if r.spacing <= 0 or r.lr <= 0:
         raise NeuroFMError(where, "benchmark.spacing and finetune.lr must be > 0")
+    try:
+        r.preprocess_params()
+    except NeuroFMError as e:
+        raise NeuroFMError(where, f"[benchmark] clip_percentiles: {e.problem}") from None
 
 
 def builtin_recipes() -> list[str]:

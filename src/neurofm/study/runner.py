@@ -22,7 +22,6 @@ from neurofm.baselines import fit_baseline
 from neurofm.baselines.random_features import random_features_settings
 from neurofm.data.cache import PreparedDataset
 from neurofm.data.prepare import prepare
-from neurofm.data.preprocess import PreprocessParams
 from neurofm.errors import NeuroFMError
 from neurofm.evaluate import evaluate_predictions
 from neurofm.io.splits import list_splits
@@ -152,8 +151,9 @@ class SeedRun:
             build_benchmark(self.raw, self.recipe.preset, self.seed, shift=self.recipe.shift)
         self.record("synth", t0)
         t0 = time.perf_counter()
-        params = PreprocessParams(spacing=(self.recipe.spacing,) * 3)
-        prepare(self.raw, self.prepared, params=params, workers=self.workers)
+        prepare(
+            self.raw, self.prepared, params=self.recipe.preprocess_params(), workers=self.workers
+        )
         self.record("prepare", t0)
 
     def pretrain_run(self, objective: str, backbone: str) -> Path:
