@@ -182,10 +182,9 @@ def _typed(where: str, key: str, value: Any, like: Any) -> Any:
         value = float(value) if ok else value
     elif isinstance(like, tuple) and like and isinstance(like[0], float):
         ok = isinstance(value, list) and len(value) == len(like)
-        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        value = tuple(float(v) for v in value) if ok else value
-        if not ok:
+        if not (ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
             raise NeuroFMError(where, f"{key} must be {len(like)} numbers, got {value!r}")
+        value = tuple(float(v) for v in value)
     elif isinstance(like, tuple):
         ok = isinstance(value, list) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value
