@@ -123,18 +123,21 @@ def test_pretrain_sigterm_keeps_last_checkpoint(source: Path, tmp_path: Path) ->
     assert state is not None and state["step"] >= 50  # resumable from the last checkpoint
 
 
+def _under_cli_sigterm_handler(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a fresh Python with the CLI's SIGTERM handler installed."""
+    script = "from neurofm.cli import _raise_on_sigterm\n_raise_on_sigterm()\n" + body
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_pool_workers_forked_from_the_cli_die_quietly_when_their_pool_ends() -> None:
     """Forked pool workers (synth, prepare) must not raise on the CLI's SIGTERM: a pool
     terminates its workers with SIGTERM, which used to print a Terminated traceback per worker."""
-    script = (
+    done = _under_cli_sigterm_handler(
         "import multiprocessing\n"
-        "from neurofm.cli import _raise_on_sigterm\n"
-        "_raise_on_sigterm()\n"
         "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
         "    print(sum(pool.map(abs, range(10))))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == "45"
     assert "Terminated" not in done.stderr and "Traceback" not in done.stderr
@@ -146,18 +149,13 @@ def test_a_forked_child_starts_with_sigterms_default_action_and_the_parent_keeps
     """A Python-level handler in a pool worker runs only when the worker next executes bytecode;
     one blocked in C never did, and the pool's join hung (2 of 30 runs under load). A child
     forked from the CLI's process therefore starts with SIGTERM's default action."""
-    script = (
+    done = _under_cli_sigterm_handler(
         "import os, signal\n"
-        "from neurofm.cli import _raise_on_sigterm\n"
-        "_raise_on_sigterm()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print(os.waitstatus_to_exitcode(status), signal.getsignal(signal.SIGTERM).__name__)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "_sigterm_handler"]
