@@ -19,6 +19,7 @@ from neurofm.cli import main
 from neurofm.data.cache import PreparedDataset
 from neurofm.data.prepare import prepare
 from neurofm.data.preprocess import PreprocessParams, restore_geometry
+from neurofm.study.recipe import load_recipe
 
 AFFINE = np.diag([-2.0, 2.0, 2.5, 1.0])  # LAS on disk: prepare must restore it exactly
 SHAPE = (24, 26, 20)
@@ -198,7 +199,8 @@ def test_bad_case_fails_in_one_line_and_loses_nothing(
 ) -> None:
     src = make_root(tmp_path / "src", rng)
     dst = tmp_path / "dst"
-    prepare(src, dst, params=PreprocessParams(spacing=(3.0, 3.0, 3.0)), show_progress=False)
+    params = PreprocessParams(spacing=(3.0, 3.0, 3.0), clip_percentiles=(0.0, 100.0))  # the CLI's
+    prepare(src, dst, params=params, show_progress=False)
     before = _snapshot(dst)
     expected = make_bad(src / "meningioma/train/m3", rng)
     with (src / "meningioma/train/labels.csv").open("a") as fh:
@@ -315,11 +317,14 @@ def test_clip_option_reaches_the_manifest_and_a_bad_one_writes_nothing(
         main(["prepare", str(src), str(tmp_path / "bad"), "--spacing", "3", "--clip", "99,1"])
     assert info.value.code == 2 and not (tmp_path / "bad").exists()
     assert "--clip: need percentiles 0 <= LO < HI <= 100" in capsys.readouterr().err
-    main(["prepare", str(src), str(tmp_path / "dst"), "--spacing", "3", "--clip", "0,100"])
+    main(["prepare", str(src), str(tmp_path / "dst"), "--spacing", "3", "--clip", "0.5,99.5"])
     manifest = json.loads((tmp_path / "dst/brain_age/train/manifest.json").read_text())
-    assert manifest["params"]["clip_percentiles"] == [0.0, 100.0]
-    # nothing is clipped: the clip bounds are the head's extremes, beyond the default's
+    assert manifest["params"]["clip_percentiles"] == [0.5, 99.5]
+    # the default is the default recipe's: nothing is clipped, the bounds are the head's extremes
     main(["prepare", str(src), str(tmp_path / "default"), "--spacing", "3"])
-    full = PreparedDataset(tmp_path / "dst/brain_age/train").case("b1").norms
-    default = PreparedDataset(tmp_path / "default/brain_age/train").case("b1").norms
-    assert all(f.lo < d.lo and f.hi > d.hi for f, d in zip(full, default, strict=True))
+    manifest = json.loads((tmp_path / "default/brain_age/train/manifest.json").read_text())
+    assert tuple(manifest["params"]["clip_percentiles"]) == load_recipe().clip_percentiles
+    assert load_recipe().clip_percentiles == (0.0, 100.0)
+    clipped = PreparedDataset(tmp_path / "dst/brain_age/train").case("b1").norms
+    full = PreparedDataset(tmp_path / "default/brain_age/train").case("b1").norms
+    assert all(f.lo < c.lo and f.hi > c.hi for f, c in zip(full, clipped, strict=True))

@@ -63,21 +63,38 @@ def test_builtin_novel_recipe_differs_from_the_default_only_in_its_shift() -> No
         load_recipe("fomo25-demo-nvel")
 
 
-def test_default_recipe_is_round_2_with_brain_age_from_mae_and_fresh_seeds() -> None:
+def test_default_recipe_is_round_12_unclipped_round_3_with_fresh_seeds() -> None:
     from neurofm.cli.cmd_study import study
     from neurofm.study.recipe import DEFAULT_RECIPE
 
-    default, round2 = load_recipe(), load_recipe("fomo25-demo")
-    assert default.name == DEFAULT_RECIPE == "fomo25-demo-round3"
+    default, round3 = load_recipe(), load_recipe("fomo25-demo-round3")
+    assert default.name == DEFAULT_RECIPE == "fomo25-demo-round12"
     assert inspect.signature(study).parameters["recipe"].default.default == DEFAULT_RECIPE
+    # the hash its confirmation (confirm-round12-c62f0bd, docs/study.md) was started with
+    assert default.hash == "c62f0bde40e0bedb"
+    # round 12 changed the clip and nothing else; its confirmation seeds are new
+    assert default.clip_percentiles == (0.0, 100.0) != round3.clip_percentiles
+    confirmed = {
+        s for n in builtin_recipes() if n != DEFAULT_RECIPE for s in load_recipe(n).confirmation
+    }
+    assert confirmed.isdisjoint(default.confirmation)
+    same = replace(
+        default, name=round3.name, confirmation=round3.confirmation,
+        clip_percentiles=round3.clip_percentiles, source=round3.source,
+    )  # fmt: skip
+    assert same == round3
+
+
+def test_round_3_is_round_2_with_brain_age_from_mae() -> None:
+    round3, round2 = load_recipe("fomo25-demo-round3"), load_recipe("fomo25-demo")
     # the hash its confirmation (confirm-round3-4087b22, docs/study.md) was started with
-    assert default.hash == "4087b229d0cf0a81"
+    assert round3.hash == "4087b229d0cf0a81"
     assert round2.task("brain_age").objective == "contrastive"
-    assert set(default.confirmation).isdisjoint(round2.confirmation)
-    tasks = dict(default.tasks)
+    assert set(round3.confirmation).isdisjoint(round2.confirmation)
+    tasks = dict(round3.tasks)
     tasks["brain_age"] = replace(tasks["brain_age"], objective="contrastive")
     same = replace(
-        default, name=round2.name, confirmation=round2.confirmation, tasks=tasks,
+        round3, name=round2.name, confirmation=round2.confirmation, tasks=tasks,
         source=round2.source,
     )  # fmt: skip
     assert same == round2
@@ -462,11 +479,12 @@ def test_a_recipe_at_another_spacing_keeps_its_field_of_view() -> None:
     assert (coarse.pretrain_patch, coarse.finetune_input_size, coarse.finetune_patch) == (32,) * 3
     two = base.at_spacing(2.0)
     assert (two.pretrain_patch, two.finetune_input_size, two.finetune_patch) == (64, 96, 64)
-    # development round 5's 3 mm variant recipe is exactly this (docs/model-quality.md)
+    # development round 5's 3 mm variant recipe is exactly this for its base (docs/model-quality.md)
     variant = load_recipe(
         str(Path(__file__).parents[1] / "docs/examples/dev-round-5/resolution-3mm.toml")
     )
-    assert replace(variant, name=base.name, source=base.source) == three
+    round3 = load_recipe("fomo25-demo-round3")
+    assert replace(variant, name=round3.name, source=round3.source) == round3.at_spacing(3.0)
     demo = DemoSettings(spacing=3.0).recipe()
     assert (demo.spacing, demo.finetune_input_size, demo.finetune_patch) == (3.0, 64, 48)
     large = replace(base, backbone="large").at_spacing(3.0)  # the large preset's divisor is 32

@@ -8,7 +8,7 @@ out-of-domain rows, case-bootstrap CIs, the paired gain over scratch and over th
 the HTML report.
 
 The choices (objectives, heads, steps, learning rates) come from the default study recipe
-(``neurofm/study/recipes/fomo25-demo-round3.toml``), the same file ``neurofm study`` freezes;
+(``neurofm/study/recipes/fomo25-demo-round12.toml``), the same file ``neurofm study`` freezes;
 the demo's options override single values for exploration. One demo run is one seed: read its
 intervals as case-level only. ``neurofm study`` gives the seed-level answer. Stages are those of
 :class:`neurofm.study.runner.SeedRun`: finished ones are reused, a finished run made with other

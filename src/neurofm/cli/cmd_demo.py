@@ -49,7 +49,7 @@ def demo(
 ) -> None:
     """synth -> prepare -> pretrain -> few-shot finetune -> evaluate OOD -> HTML report.
 
-    Settings come from the default study recipe (fomo25-demo-round3), or with --quality from
+    Settings come from the default study recipe (fomo25-demo-round12), or with --quality from
     fomo25-demo-3mm; the options override single values."""
     from neurofm.demo import DemoSettings, run_demo
     from neurofm.errors import NeuroFMError

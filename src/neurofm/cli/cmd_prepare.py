@@ -50,10 +50,10 @@ def prepare(
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
     ),
     clip: str = typer.Option(
-        "0.5,99.5",
+        "0,100",  # the default recipe's clip_percentiles (not imported: keeps --help fast)
         help="Per-channel intensity clip before the z-score, as percentiles LO,HI of the head's "
-        "voxels; 0,100 clips nothing (a lesion brighter than 99.5 % of the head keeps its "
-        "contrast).",
+        "voxels; the default 0,100 clips nothing, so a lesion brighter than 99.5 % of the head "
+        "keeps its contrast (0.5,99.5 was the default before development round 12).",
     ),
     workers: DaskWorkers = 1,
     scheduler: DaskScheduler = None,

@@ -14,9 +14,9 @@ from neurofm.cli.options import Device
 def study(
     out: Path = typer.Option(..., help="study folder (one recipe and one phase per folder)"),
     recipe: str = typer.Option(
-        "fomo25-demo-round3",  # neurofm.study.recipe.DEFAULT_RECIPE (not imported: fast --help)
-        help="recipe TOML file, or a built-in name (fomo25-demo-round3, fomo25-demo, "
-        "fomo25-demo-novel)",
+        "fomo25-demo-round12",  # neurofm.study.recipe.DEFAULT_RECIPE (not imported: fast --help)
+        help="recipe TOML file, or a built-in name (fomo25-demo-round12, fomo25-demo-round3, "
+        "fomo25-demo-3mm, fomo25-demo, fomo25-demo-novel)",
     ),
     confirm: bool = typer.Option(
         False, help="run the recipe's confirmation seeds (refused if the recipe changed since)"

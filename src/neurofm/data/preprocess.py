@@ -19,10 +19,13 @@ Steps and conventions:
   bounding box plus ``margin_mm`` is cropped. Only the cropped box is resampled. An image with no
   head voxels is kept whole.
 - **Normalisation** per channel over the head voxels of the cropped grid: clip to the
-  ``clip_percentiles`` (default 0.5 and 99.5, robust to hot spots and vessels), then z-score with
-  the clipped head mean and standard deviation (background is not zeroed). ``(0, 100)`` clips
-  nothing, nnU-Net's z-score for MRI: a lesion brighter than 99.5 % of the head (a small infarct
-  on DWI) then keeps its contrast instead of being flattened to the 99.5th percentile.
+  ``clip_percentiles``, then z-score with the clipped head mean and standard deviation
+  (background is not zeroed). ``(0, 100)`` clips nothing, nnU-Net's z-score for MRI: a lesion
+  brighter than 99.5 % of the head (a small infarct on DWI) keeps its contrast instead of being
+  flattened to the 99.5th percentile. ``neurofm prepare`` and the default recipe use ``(0, 100)``
+  since development round 12; the dataclass default stays ``(0.5, 99.5)``, the value of every
+  cache and run recorded before the setting existed, so that their stored parameters (which lack
+  the key) still read back as what made them.
   :attr:`ChannelNorm.pad_value` is where intensity 0 (air) lands, used to pad out-of-volume patch
   voxels so padding looks like background rather than average tissue.
 """

@@ -5,7 +5,7 @@ run and head each task's pretrained arm uses, and the split of seeds into *devel
 (look at them to choose) and *confirmation* seeds (never used for a choice). The hash is the
 SHA-256 of the parsed recipe in canonical JSON, so comments and layout do not change it, any
 value does. The built-in recipes ship with the package (``recipes/*.toml``; the default is
-``recipes/fomo25-demo-round3.toml``); the demo reads the same file.
+``recipes/fomo25-demo-round12.toml``); the demo reads the same file.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from neurofm.train.settings import FinetuneSettings, PretrainSettings, check_inp
 
 OBJECTIVES = ("mae", "contrastive", "hybrid", "modality")
 """Pretraining objectives a recipe or an arm may name."""
-DEFAULT_RECIPE = "fomo25-demo-round3"
+DEFAULT_RECIPE = "fomo25-demo-round12"
 QUALITY_RECIPE = "fomo25-demo-3mm"  # `neurofm demo --quality`: 3 mm, ~3x the CPU time
 ADDED_LATER: dict[str, Any] = {
     "augment": "full",
@@ -67,7 +67,7 @@ class TaskRecipe:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Every choice of a study; see ``recipes/fomo25-demo-round3.toml`` for each field's meaning."""
+    """Every choice of a study; ``recipes/fomo25-demo-round12.toml`` says what each field means."""
 
     name: str
     development: tuple[int, ...]
