@@ -199,8 +199,7 @@ def test_bad_case_fails_in_one_line_and_loses_nothing(
 ) -> None:
     src = make_root(tmp_path / "src", rng)
     dst = tmp_path / "dst"
-    params = PreprocessParams(spacing=(3.0, 3.0, 3.0), clip_percentiles=(0.0, 100.0))  # the CLI's
-    prepare(src, dst, params=params, show_progress=False)
+    prepare(src, dst, params=PreprocessParams(spacing=(3.0, 3.0, 3.0)), show_progress=False)
     before = _snapshot(dst)
     expected = make_bad(src / "meningioma/train/m3", rng)
     with (src / "meningioma/train/labels.csv").open("a") as fh:
@@ -323,8 +322,8 @@ def test_clip_option_reaches_the_manifest_and_a_bad_one_writes_nothing(
     # the default is the default recipe's: nothing is clipped, the bounds are the head's extremes
     main(["prepare", str(src), str(tmp_path / "default"), "--spacing", "3"])
     manifest = json.loads((tmp_path / "default/brain_age/train/manifest.json").read_text())
-    assert tuple(manifest["params"]["clip_percentiles"]) == load_recipe().clip_percentiles
-    assert load_recipe().clip_percentiles == (0.0, 100.0)
+    clip = tuple(manifest["params"]["clip_percentiles"])
+    assert clip == load_recipe().clip_percentiles == PreprocessParams().clip_percentiles == (0, 100)
     clipped = PreparedDataset(tmp_path / "dst/brain_age/train").case("b1").norms
     full = PreparedDataset(tmp_path / "default/brain_age/train").case("b1").norms
     assert all(f.lo < c.lo and f.hi > c.hi for f, c in zip(full, clipped, strict=True))

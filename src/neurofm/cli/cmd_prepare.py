@@ -50,7 +50,7 @@ def prepare(
         help="Target voxel size in mm: one number, three (x,y,z) or 'native'. The demo uses 4.",
     ),
     clip: str = typer.Option(
-        "0,100",  # the default recipe's clip_percentiles (not imported: keeps --help fast)
+        "0,100",  # PreprocessParams' default, the default recipe's (not imported: fast --help)
         help="Per-channel intensity clip before the z-score, as percentiles LO,HI of the head's "
         "voxels; the default 0,100 clips nothing, so a lesion brighter than 99.5 % of the head "
         "keeps its contrast (0.5,99.5 was the default before development round 12).",

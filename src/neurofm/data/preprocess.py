@@ -22,10 +22,9 @@ Steps and conventions:
   ``clip_percentiles``, then z-score with the clipped head mean and standard deviation
   (background is not zeroed). ``(0, 100)`` clips nothing, nnU-Net's z-score for MRI: a lesion
   brighter than 99.5 % of the head (a small infarct on DWI) keeps its contrast instead of being
-  flattened to the 99.5th percentile. ``neurofm prepare`` and the default recipe use ``(0, 100)``
-  since development round 12; the dataclass default stays ``(0.5, 99.5)``, the value of every
-  cache and run recorded before the setting existed, so that their stored parameters (which lack
-  the key) still read back as what made them.
+  flattened to the 99.5th percentile. The default is ``(0, 100)`` since development round 12
+  (before, ``(0.5, 99.5)``: robust to hot spots, but it removed the contrast of small lesions);
+  every cache and run stores its own value, so older ones read back as what made them.
   :attr:`ChannelNorm.pad_value` is where intensity 0 (air) lands, used to pad out-of-volume patch
   voxels so padding looks like background rather than average tissue.
 """
@@ -58,7 +57,7 @@ class PreprocessParams:
     spacing: Triple | None = DEFAULT_SPACING  # None keeps each input's own spacing
     margin_mm: float = 8.0
     head_fraction: float = 0.1
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    clip_percentiles: tuple[float, float] = (0.0, 100.0)  # the default recipe's (round 12)
 
     def __post_init__(self) -> None:
         lo, hi = self.clip_percentiles
