@@ -93,9 +93,7 @@ def test_demo_help_states_the_default_recipes_values() -> None:
     assert helps["infarct_head"].startswith(f"{r.task('infarct').head} (the recipe's)")
 
 
-def test_quality_preset_is_round_3_at_3_mm_with_fresh_seeds(
-    tmp_path, monkeypatch
-) -> None:
+def test_quality_preset_is_round_3_at_3_mm_with_fresh_seeds(tmp_path, monkeypatch) -> None:
     from dataclasses import replace
 
     from typer.testing import CliRunner
