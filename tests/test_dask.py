@@ -174,10 +174,10 @@ def test_bad_case_default_finishes_others_fail_fast_stops(
     assert str(bad) in str(info.value) and "s00" in str(info.value)
     assert len(list((dst / "pretrain").glob("*/meta.json"))) == N_CASES - 1
     assert not (dst / "pretrain" / "manifest.json").exists()
-    fast = tmp_path / "fail-fast"
+    fast = tmp_path / "fail-fast"  # how many cases it stops is timing: see the run_cases test
     with pytest.raises(NeuroFMError, match="s00"):
         prepare(src, fast, params=P, scheduler=cluster, fail_fast=True, show_progress=False)
-    assert len(list((fast / "pretrain").glob("*/meta.json"))) < N_CASES - 1
+    assert not (fast / "pretrain" / "manifest.json").exists() and _leftovers(fast) == []
 
 
 def test_unreachable_scheduler_is_one_line_exit_2(
@@ -273,6 +273,32 @@ def test_a_stopped_run_returns_only_after_its_cancelled_cases_have_ended(
         written_when_returned = (tmp_path / "slow.txt").exists()
     assert [f.case for f in failures] == ["bad"] and results == {}
     assert written_when_returned
+
+
+@pytest.mark.slow  # a Dask cluster: 40-120 s on the shared 2-core machine
+def test_fail_fast_cancels_the_cases_not_yet_started(cluster: str, tmp_path: Path) -> None:
+    """The failing case runs first and fails at once; every other case takes 3 s, so the
+    cancel reaches the queue while at most one of them runs on the other worker. Without
+    fail_fast all six would run (CI once saw the tiny prepare cases all finish first)."""
+    from distributed import Client
+
+    from neurofm.data.dask_runner import run_cases
+
+    def case(name: str, folder: str) -> str:
+        if name == "bad":
+            raise NeuroFMError(name, "unreadable")
+        time.sleep(3.0)
+        out = Path(folder) / f"{name}.txt"
+        out.write_text(name)
+        return str(out)
+
+    good = [f"g{i}" for i in range(6)]
+    jobs = [(n, (n, str(tmp_path))) for n in ("bad", *good)]
+    with Client(cluster) as client:
+        results, failures = run_cases(client, case, jobs, fail_fast=True)
+        time.sleep(3.5)  # a case left queued (not cancelled) would have written by now
+    assert [f.case for f in failures] == ["bad"] and results == {}
+    assert len(list(tmp_path.glob("g*.txt"))) <= 2  # at most one per worker had started
 
 
 @pytest.mark.slow  # the tiny benchmark, a finetune and two predicts
