@@ -250,19 +250,20 @@ def test_dry_run_counts_unchanged_and_touched(source: Path, serial: Path) -> Non
 
 
 @pytest.mark.slow  # a Dask cluster: 40-120 s on the shared 2-core machine
-def test_fail_fast_cancels_queued_cases_and_waits_for_the_started_one(
+def test_fail_fast_starts_nothing_after_the_failure_and_waits_for_started_cases(
     cluster: str, tmp_path: Path
 ) -> None:
-    """ "slow" starts on one worker, "bad" fails at once on the other; the six cases behind them
-    take 3 s each, so the cancel reaches the queue while at most one of them has started.
-    Dask cannot stop a started task: "slow" still writes its file, and that must happen before
-    run_cases returns (the caller cleans up after it). CI once saw every tiny prepare case
-    finish before the failure arrived, so this is tested here, with cases that take time."""
+    """Seven cases of 3 s and one that fails at once, in an order Dask chooses. No case may
+    start after the failure has had time to reach the client (2.5 s; without fail-fast the
+    queue goes on), and Dask cannot stop a started case: each one that started has written its
+    file before run_cases returns (the caller cleans up after it). CI once saw every tiny
+    prepare case finish before the failure arrived, so this is tested with cases that take time."""
     from distributed import Client
 
     from neurofm.data.dask_runner import run_cases
 
     def case(name: str, folder: str) -> str:
+        (Path(folder) / f"{name}.start").write_text(repr(time.time()))
         if name == "bad":
             raise NeuroFMError(name, "unreadable")
         time.sleep(3.0)
@@ -270,14 +271,18 @@ def test_fail_fast_cancels_queued_cases_and_waits_for_the_started_one(
         out.write_text(name)
         return str(out)
 
-    jobs = [(n, (n, str(tmp_path))) for n in ("slow", "bad", *(f"g{i}" for i in range(6)))]
+    good = [f"g{i}" for i in range(7)]
+    jobs = [(n, (n, str(tmp_path))) for n in ("bad", *good)]
     with Client(cluster) as client:
         results, failures = run_cases(client, case, jobs, fail_fast=True)
-        written_when_returned = (tmp_path / "slow.txt").exists()
-        time.sleep(3.5)  # a queued case still running after the return would have written now
-    assert [f.case for f in failures] == ["bad"] and results == {}
-    assert written_when_returned
-    assert len(list(tmp_path.glob("g*.txt"))) <= 1  # only one could start beside "slow"
+        started = {p.stem: float(p.read_text()) for p in tmp_path.glob("g*.start")}
+        unwritten = [n for n in started if not (tmp_path / f"{n}.txt").exists()]
+        time.sleep(3.5)  # a case queued behind the failure would have started by now
+        late = {p.stem for p in tmp_path.glob("g*.start")} - set(started)
+    assert [f.case for f in failures] == ["bad"] and set(results) <= set(started)
+    assert unwritten == [] and late == set()
+    failed_at = float((tmp_path / "bad.start").read_text())
+    assert all(t < failed_at + 2.5 for t in started.values()), (failed_at, started)
 
 
 @pytest.mark.slow  # the tiny benchmark, a finetune and two predicts
