@@ -138,8 +138,9 @@ def test_blank_image_is_kept_whole() -> None:
 
 
 def test_a_small_bright_lesion_keeps_its_contrast_only_without_clipping(rng) -> None:
-    """The default clip flattens a lesion smaller than 0.5 % of the head to the 99.5th
-    percentile of normal tissue; ``(0, 100)`` (nnU-Net's MRI z-score) keeps it above."""
+    """The clip (0.5, 99.5) (the default before round 12) flattens a lesion smaller than 0.5 %
+    of the head to the 99.5th percentile of normal tissue; ``(0, 100)`` (nnU-Net's MRI z-score,
+    today's default) keeps it above."""
     data = np.zeros((1, 30, 30, 30), np.float32)
     data[0, 5:25, 5:25, 5:25] = rng.normal(100.0, 10.0, (20, 20, 20))
     data[0, 14:16, 14:16, 14] = 300.0  # 4 voxels of 8000: 0.05 % of the head
@@ -174,3 +175,17 @@ def test_clip_percentiles_outside_0_100_or_reversed_are_refused(clip) -> None:
 
     with pytest.raises(NeuroFMError, match=r"--clip: need percentiles 0 <= LO < HI <= 100"):
         PreprocessParams(clip_percentiles=clip)
+
+
+def test_stored_params_without_a_clip_read_back_with_the_clip_that_made_them() -> None:
+    """Caches, run configs and packaged models written before the clip setting existed were
+    clipped at (0.5, 99.5): predicting with one must not switch to today's no-clip default."""
+    from neurofm.runconfig import preprocess_from_dict
+
+    now = PreprocessParams(spacing=(4.0, 4.0, 4.0))
+    stored = json.loads(json.dumps(now.to_dict()))  # lists, as on disk
+    assert preprocess_from_dict(stored) == now and now.clip_percentiles == (0.0, 100.0)
+    del stored["clip_percentiles"]
+    old = preprocess_from_dict(stored)
+    assert old.clip_percentiles == (0.5, 99.5)
+    assert old == PreprocessParams(spacing=(4.0, 4.0, 4.0), clip_percentiles=(0.5, 99.5))

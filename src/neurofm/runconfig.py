@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from neurofm.data.preprocess import PreprocessParams
+from neurofm.data.preprocess import CLIP_BEFORE_THE_SETTING, PreprocessParams
 from neurofm.errors import NeuroFMError
 from neurofm.models import TaskModelConfig, UNetConfig
 
@@ -197,13 +197,13 @@ def run_config_from_dict(data: dict[str, Any], where: Path | str | None = None) 
 
 
 def preprocess_from_dict(data: dict[str, Any]) -> PreprocessParams:
-    """JSON lists back into the tuples :class:`PreprocessParams` holds."""
+    """JSON lists back into the tuples :class:`PreprocessParams` holds; a form stored before the
+    clip setting existed gets the clip that made it, not today's default."""
     values = dict(data)
     spacing = values.get("spacing")
     values["spacing"] = tuple(float(v) for v in spacing) if spacing else None
-    if "clip_percentiles" in values:
-        lo, hi = values["clip_percentiles"]
-        values["clip_percentiles"] = (float(lo), float(hi))
+    lo, hi = values.get("clip_percentiles", CLIP_BEFORE_THE_SETTING)
+    values["clip_percentiles"] = (float(lo), float(hi))
     return PreprocessParams(**values)
 
 

@@ -24,7 +24,8 @@ Steps and conventions:
   brighter than 99.5 % of the head (a small infarct on DWI) keeps its contrast instead of being
   flattened to the 99.5th percentile. The default is ``(0, 100)`` since development round 12
   (before, ``(0.5, 99.5)``: robust to hot spots, but it removed the contrast of small lesions);
-  every cache and run stores its own value, so older ones read back as what made them.
+  every cache and run stores its value, and one stored before the setting existed (no key) reads
+  back as :data:`CLIP_BEFORE_THE_SETTING`, what made it.
   :attr:`ChannelNorm.pad_value` is where intensity 0 (air) lands, used to pad out-of-volume patch
   voxels so padding looks like background rather than average tissue.
 """
@@ -48,6 +49,9 @@ Affine = tuple[tuple[float, ...], ...]
 
 DEFAULT_SPACING: Triple = (1.0, 1.0, 1.0)
 """FOMO25's 1 mm isotropic grid; the demo passes about 4 mm to stay fast on a laptop CPU."""
+CLIP_BEFORE_THE_SETTING: tuple[float, float] = (0.5, 99.5)
+"""The clip of every cache, run and recipe stored before ``clip_percentiles`` existed: a stored
+form without the key reads back as this, not as today's default."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from neurofm.data.preprocess import PreprocessParams
+from neurofm.data.preprocess import CLIP_BEFORE_THE_SETTING, PreprocessParams
 from neurofm.errors import NeuroFMError
 from neurofm.models import HeadKind, PoolKind, get_preset
 from neurofm.models.adapters import AdaptMode
@@ -37,7 +37,7 @@ ADDED_LATER: dict[str, Any] = {
     "finetune_input_size": 48,
     "finetune_patch": 32,
     "lr_schedule": "cosine",
-    "clip_percentiles": (0.5, 99.5),
+    "clip_percentiles": CLIP_BEFORE_THE_SETTING,
 }
 """Recipe settings newer than the first confirmed recipes, with the value those recipes had."""
 TASK_ADDED_LATER: dict[str, Any] = {"mode": "full", "select": "best", "input_mix": ()}
@@ -74,7 +74,7 @@ class Recipe:
     confirmation: tuple[int, ...]
     preset: str = "demo"
     spacing: float = 4.0
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    clip_percentiles: tuple[float, float] = CLIP_BEFORE_THE_SETTING
     shift: str = "matched"
     backbone: str = "tiny"
     pretrain_steps: int = 300
